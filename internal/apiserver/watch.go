@@ -1,0 +1,123 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/skiffhq/skiff/internal/storage"
+)
+
+// minWatchTimeout is upstream's --min-request-timeout: a watch without
+// timeoutSeconds ends after a random time between it and twice it, so that
+// clients spread their re-lists.
+const minWatchTimeout = 30 * time.Minute
+
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
+	if info.subresource != "" {
+		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "watch")
+	}
+	out, ok := negotiate(r)
+	if !ok {
+		return notAcceptable()
+	}
+	q := r.URL.Query()
+	pred, err := s.predicate(r, info.res, info.name)
+	if err != nil {
+		return err
+	}
+	timeout := minWatchTimeout + time.Duration(rand.Int64N(int64(minWatchTimeout)))
+	if t := q.Get("timeoutSeconds"); t != "" {
+		secs, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || secs < 0 {
+			return apierrors.NewBadRequest(fmt.Sprintf("invalid timeoutSeconds %q", t))
+		}
+		timeout = time.Duration(secs) * time.Second
+	}
+	rv := q.Get("resourceVersion")
+	if rv != "" && rv != "0" {
+		if _, err := strconv.ParseUint(rv, 10, 64); err != nil {
+			return apierrors.NewBadRequest(fmt.Sprintf("invalid resource version %q", rv))
+		}
+	}
+	opts := storage.WatchOptions{
+		ResourceVersion:   rv,
+		Predicate:         pred,
+		ProgressNotify:    isTrue(q.Get("allowWatchBookmarks")),
+		SendInitialEvents: isTrue(q.Get("sendInitialEvents")),
+	}
+	if opts.SendInitialEvents && q.Get("resourceVersionMatch") != "NotOlderThan" {
+		return apierrors.NewBadRequest("sendInitialEvents requires resourceVersionMatch=NotOlderThan")
+	}
+	ctx := r.Context()
+	wi, err := s.store(info.res).Watch(ctx, key(info.res, info.namespace, ""), opts)
+	if err != nil {
+		return storageError(err, info.res.Resource().GroupResource(), "")
+	}
+	defer wi.Stop()
+	done := s.cfg.Metrics.watchStarted(info)
+	defer done()
+
+	w.Header().Set("Content-Type", out.media)
+	if out.media == mediaYAML {
+		// Watch streams are JSON lines whatever else the client accepts.
+		w.Header().Set("Content-Type", mediaJSON)
+	}
+	w.Header().Set("Transfer-Encoding", "chunked")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	enc := json.NewEncoder(w)
+	first := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			return nil
+		case ev, ok := <-wi.ResultChan():
+			if !ok {
+				return nil
+			}
+			obj := ev.Object
+			if ev.Type != watch.Error && ev.Type != watch.Bookmark && obj != nil {
+				obj.GetObjectKind().SetGroupVersionKind(info.res.Kind)
+				switch out.as {
+				case "Table":
+					t, err := toTable(info.res, []runtime.Object{obj}, includeObject(r), first)
+					if err != nil {
+						return nil
+					}
+					first = false
+					obj = t
+				case "PartialObjectMetadata", "PartialObjectMetadataList":
+					obj = partialMetadata(obj)
+				}
+			} else if ev.Type == watch.Bookmark && obj != nil {
+				obj.GetObjectKind().SetGroupVersionKind(info.res.Kind)
+			}
+			raw, err := json.Marshal(obj)
+			if err != nil {
+				return nil
+			}
+			if err := enc.Encode(&metav1.WatchEvent{Type: string(ev.Type), Object: runtime.RawExtension{Raw: raw}}); err != nil {
+				return nil
+			}
+			if flusher != nil && len(wi.ResultChan()) == 0 {
+				flusher.Flush()
+			}
+		}
+	}
+}

@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiffhq/skiff/internal/server"
+)
+
+func newServerCommand(start time.Time) *cobra.Command {
+	cfg := server.Config{StartTime: start}
+	var logLevel string
+	var disableAgent bool
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a control plane: embedded etcd, API server and controllers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Logger = newLogger(logLevel)
+			slog.SetDefault(cfg.Logger)
+			if !disableAgent {
+				cfg.Logger.Warn("the node agent is not built yet; running the control plane only (as with --disable-agent)")
+			}
+			s, err := server.New(cfg)
+			if err != nil {
+				return fmt.Errorf("server: %w", err)
+			}
+			return s.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", server.DefaultDataDir, "directory for etcd data, certificates and kubeconfigs")
+	f.StringVar(&cfg.BindAddress, "bind-address", "0.0.0.0", "address the API server listens on")
+	f.IntVar(&cfg.HTTPSPort, "https-port", server.DefaultHTTPSPort, "port the API server listens on (HTTPS)")
+	f.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "address other hosts reach this server at (default: the host's first address)")
+	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra names or IPs for the serving certificate")
+	f.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "use this external etcd instead of the embedded one")
+	f.IntVar(&cfg.EtcdClientPort, "etcd-client-port", 2379, "embedded etcd client port (on 127.0.0.1)")
+	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", 2380, "embedded etcd peer port")
+	f.StringVar(&cfg.ServiceCIDR, "service-cidr", server.DefaultServiceCIDR, "IP range for Service cluster IPs")
+	f.StringVar(&cfg.NodePortRange, "service-node-port-range", server.DefaultNodePorts, "port range for NodePort Services")
+	f.StringSliceVar(&cfg.Disable, "disable", nil, "components not to run (scheduler, controller-manager)")
+	f.BoolVar(&disableAgent, "disable-agent", false, "run the control plane without a node agent")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}

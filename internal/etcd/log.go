@@ -1,0 +1,121 @@
+package etcd
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"go.uber.org/zap/zapcore"
+)
+
+// slogCore is a zapcore.Core that forwards etcd's zap records to slog, so
+// the binary has one log stream and one format.
+type slogCore struct {
+	log   *slog.Logger
+	level zapcore.Level
+	// quiet is set while the member shuts down: etcd reports its listeners
+	// closing as errors, which is only noise when we asked it to stop.
+	quiet *atomic.Bool
+}
+
+func newSlogCore(log *slog.Logger, level zapcore.Level, quiet *atomic.Bool) zapcore.Core {
+	return &slogCore{log: log, level: level, quiet: quiet}
+}
+
+// benign are etcd warnings that every embedded start prints and that say
+// nothing actionable here: one port serves HTTP and gRPC on purpose, auth
+// (and so its token) is unused, and we keep the data dir's permissions.
+var benign = map[string]bool{
+	"Running http and grpc server on single port. This is not recommended for production.": true,
+	"simple token is not cryptographically signed":                                         true,
+	"check file permission": true,
+}
+
+// zapLevel maps a slog threshold onto the nearest zap level.
+func zapLevel(l slog.Level) zapcore.Level {
+	switch {
+	case l >= slog.LevelError:
+		return zapcore.ErrorLevel
+	case l >= slog.LevelWarn:
+		return zapcore.WarnLevel
+	case l >= slog.LevelInfo:
+		return zapcore.InfoLevel
+	default:
+		return zapcore.DebugLevel
+	}
+}
+
+func slogLevel(l zapcore.Level) slog.Level {
+	switch {
+	case l >= zapcore.ErrorLevel:
+		return slog.LevelError
+	case l >= zapcore.WarnLevel:
+		return slog.LevelWarn
+	case l >= zapcore.InfoLevel:
+		return slog.LevelInfo
+	default:
+		return slog.LevelDebug
+	}
+}
+
+func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
+
+func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
+	return &slogCore{log: c.log.With(attrs(fields)...), level: c.level, quiet: c.quiet}
+}
+
+func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) && !benign[e.Message] && (e.Level >= zapcore.DPanicLevel || !c.quiet.Load()) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	level := slogLevel(e.Level)
+	if firstStartRace(fields) {
+		level = slog.LevelDebug
+	}
+	c.log.Log(context.Background(), level, e.Message, attrs(fields)...)
+	return nil
+}
+
+// firstStartRace reports the storage-version check that a new member runs
+// before its first backend commit has recorded the raft term. etcd retries
+// it a few seconds later, so the failure is not worth an error line.
+func firstStartRace(fields []zapcore.Field) bool {
+	for _, f := range fields {
+		if f.Type == zapcore.ErrorType {
+			if err, ok := f.Interface.(error); ok && strings.Contains(err.Error(), "missing term information") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *slogCore) Sync() error { return nil }
+
+// attrs renders zap fields through zap's own map encoder, which knows every
+// field type, and hands the result to slog as key/value pairs.
+func attrs(fields []zapcore.Field) []any {
+	if len(fields) == 0 {
+		return nil
+	}
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	keys := make([]string, 0, len(enc.Fields))
+	for k := range enc.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]any, 0, 2*len(keys))
+	for _, k := range keys {
+		out = append(out, k, enc.Fields[k])
+	}
+	return out
+}

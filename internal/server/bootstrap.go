@@ -1,0 +1,93 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/skiffhq/skiff/internal/apiserver/ipalloc"
+)
+
+// systemNamespaces exist from the first start, as upstream.
+var systemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
+
+// bootstrap creates the objects every cluster has. Each is created only if
+// missing, so restarts and several servers are safe.
+func (s *Server) bootstrap(ctx context.Context, alloc *ipalloc.Allocator) error {
+	var objs []runtime.Object
+	for _, ns := range systemNamespaces {
+		objs = append(objs, &corev1.Namespace{
+			TypeMeta:   metav1.TypeMeta{Kind: "Namespace", APIVersion: "v1"},
+			ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"kubernetes.io/metadata.name": ns}},
+		})
+	}
+	for _, pc := range []struct {
+		name  string
+		value int32
+	}{{"system-node-critical", 2000001000}, {"system-cluster-critical", 2000000000}} {
+		objs = append(objs, &schedulingv1.PriorityClass{
+			TypeMeta:    metav1.TypeMeta{Kind: "PriorityClass", APIVersion: "scheduling.k8s.io/v1"},
+			ObjectMeta:  metav1.ObjectMeta{Name: pc.name},
+			Value:       pc.value,
+			Description: "Used for system critical pods that must not be moved from their current node.",
+		})
+	}
+	_, port, _ := net.SplitHostPort(s.Addr())
+	portNum, _ := strconv.Atoi(port)
+	objs = append(objs, &corev1.Service{
+		TypeMeta: metav1.TypeMeta{Kind: "Service", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default",
+			Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: alloc.FirstIP().String(),
+			Ports: []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP,
+				TargetPort: intstr.FromInt32(int32(portNum))}},
+		},
+	})
+	for _, obj := range objs {
+		if err := s.ensure(ctx, obj); err != nil {
+			return err
+		}
+	}
+	return s.reconcileAPIEndpoints(ctx, portNum)
+}
+
+// reconcileAPIEndpoints lists this server in the `kubernetes` Service's
+// Endpoints, so in-cluster clients and agents can find it.
+func (s *Server) reconcileAPIEndpoints(ctx context.Context, port int) error {
+	ep := &corev1.Endpoints{
+		TypeMeta:   metav1.TypeMeta{Kind: "Endpoints", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"},
+		Subsets: []corev1.EndpointSubset{{
+			Addresses: []corev1.EndpointAddress{{IP: s.cfg.AdvertiseAddress}},
+			Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(port), Protocol: corev1.ProtocolTCP}},
+		}},
+	}
+	return s.ensure(ctx, ep)
+}
+
+// ensure creates obj unless an object of its kind and name exists.
+func (s *Server) ensure(ctx context.Context, obj runtime.Object) error {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return err
+	}
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	_, err = s.api.Get(ctx, gvk, m.GetNamespace(), m.GetName())
+	if apierrors.IsNotFound(err) {
+		_, err = s.api.Create(ctx, obj)
+	}
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("ensure %s %s: %w", gvk.Kind, m.GetName(), err)
+	}
+	return nil
+}
