@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	clientscheme "k8s.io/client-go/kubernetes/scheme"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -56,6 +58,8 @@ func toJSON(r *http.Request, data []byte) ([]byte, error) {
 	switch m := bodyMedia(r); m {
 	case mediaJSON:
 		return data, nil
+	case mediaProtobuf:
+		return protobufToJSON(data)
 	case mediaYAML, "application/x-yaml", "text/yaml":
 		j, err := yaml.YAMLToJSON(data)
 		if err != nil {
@@ -124,6 +128,28 @@ func addWarnings(w http.ResponseWriter, warnings []string) {
 func unsupportedMedia(m string) error {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{
 		Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType, Reason: metav1.StatusReasonUnsupportedMediaType,
-		Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got %s)", m),
+		Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got %s)", m),
 	}}
+}
+
+// mediaProtobuf is Kubernetes' protobuf envelope, which kubectl and
+// client-go send for built-in kinds.
+const mediaProtobuf = "application/vnd.kubernetes.protobuf"
+
+// protoCodec decodes protobuf bodies into the built-in types.
+var protoCodec = protobuf.NewSerializer(clientscheme.Scheme, clientscheme.Scheme)
+
+// protobufToJSON decodes a protobuf body and re-encodes it as JSON, so the
+// rest of the request takes the one JSON path (protobuf cannot carry
+// unknown fields, so nothing is lost for field validation).
+func protobufToJSON(data []byte) ([]byte, error) {
+	obj, _, err := protoCodec.Decode(data, nil, nil)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the object provided is unrecognized: %v", err))
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	return out, nil
 }

@@ -182,11 +182,11 @@ func (s *Server) prepareUpdate(r *resource.Resource, sub string, obj, cur runtim
 	m.SetGeneration(cm.GetGeneration())
 	m.SetSelfLink("")
 	m.SetManagedFields(nil)
-	if r.Default != nil {
-		r.Default(obj)
-	}
 	if r.PrepareUpdate != nil {
 		r.PrepareUpdate(obj, cur)
+	}
+	if r.Default != nil {
+		r.Default(obj)
 	}
 	if r.Generation && !specEqual(obj, cur) {
 		m.SetGeneration(cm.GetGeneration() + 1)

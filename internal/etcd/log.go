@@ -24,55 +24,45 @@ func newSlogCore(log *slog.Logger, level zapcore.Level, quiet *atomic.Bool) zapc
 	return &slogCore{log: log, level: level, quiet: quiet}
 }
 
-// benign are etcd warnings that every embedded start prints and that say
-// nothing actionable here: one port serves HTTP and gRPC on purpose, auth
-// (and so its token) is unused, and we keep the data dir's permissions.
-var benign = map[string]bool{
-	"Running http and grpc server on single port. This is not recommended for production.": true,
-	"simple token is not cryptographically signed":                                         true,
-	"check file permission": true,
+// benign are etcd messages (or their starts) that every embedded start
+// prints and that say nothing actionable here: one port serves HTTP and
+// gRPC on purpose, auth (and so its token) is unused, we keep the data
+// dir's permissions, and a restarted single member retries its first
+// campaign one election timeout later once its membership is applied.
+var benign = []string{
+	"Running http and grpc server on single port.",
+	"simple token is not cryptographically signed",
+	"check file permission",
+	"cannot campaign at term",
 }
 
-// zapLevel maps a slog threshold onto the nearest zap level.
-func zapLevel(l slog.Level) zapcore.Level {
-	switch {
-	case l >= slog.LevelError:
-		return zapcore.ErrorLevel
-	case l >= slog.LevelWarn:
-		return zapcore.WarnLevel
-	case l >= slog.LevelInfo:
-		return zapcore.InfoLevel
-	default:
-		return zapcore.DebugLevel
+func isBenign(msg string) bool {
+	for _, b := range benign {
+		if strings.HasPrefix(msg, b) || strings.Contains(msg, " "+b) {
+			return true
+		}
 	}
+	return false
 }
 
-func slogLevel(l zapcore.Level) slog.Level {
-	switch {
-	case l >= zapcore.ErrorLevel:
-		return slog.LevelError
-	case l >= zapcore.WarnLevel:
-		return slog.LevelWarn
-	case l >= zapcore.InfoLevel:
-		return slog.LevelInfo
-	default:
-		return slog.LevelDebug
-	}
-}
-
+// Enabled implements zapcore.LevelEnabler.
 func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
 
+// With implements zapcore.Core.
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
 	return &slogCore{log: c.log.With(attrs(fields)...), level: c.level, quiet: c.quiet}
 }
 
+// Check implements zapcore.Core; it drops benign messages and, while
+// stopping, everything below DPanic.
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if c.Enabled(e.Level) && !benign[e.Message] && (e.Level >= zapcore.DPanicLevel || !c.quiet.Load()) {
+	if c.Enabled(e.Level) && !isBenign(e.Message) && (e.Level >= zapcore.DPanicLevel || !c.quiet.Load()) {
 		return ce.AddCore(e, c)
 	}
 	return ce
 }
 
+// Write implements zapcore.Core.
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	level := slogLevel(e.Level)
 	if firstStartRace(fields) {
@@ -96,6 +86,7 @@ func firstStartRace(fields []zapcore.Field) bool {
 	return false
 }
 
+// Sync implements zapcore.Core; slog handlers do not buffer.
 func (c *slogCore) Sync() error { return nil }
 
 // attrs renders zap fields through zap's own map encoder, which knows every
@@ -118,4 +109,32 @@ func attrs(fields []zapcore.Field) []any {
 		out = append(out, k, enc.Fields[k])
 	}
 	return out
+}
+
+// zapLevel maps a slog threshold onto the nearest zap level.
+func zapLevel(l slog.Level) zapcore.Level {
+	switch {
+	case l >= slog.LevelError:
+		return zapcore.ErrorLevel
+	case l >= slog.LevelWarn:
+		return zapcore.WarnLevel
+	case l >= slog.LevelInfo:
+		return zapcore.InfoLevel
+	default:
+		return zapcore.DebugLevel
+	}
+}
+
+// slogLevel maps a zap level onto slog's.
+func slogLevel(l zapcore.Level) slog.Level {
+	switch {
+	case l >= zapcore.ErrorLevel:
+		return slog.LevelError
+	case l >= zapcore.WarnLevel:
+		return slog.LevelWarn
+	case l >= zapcore.InfoLevel:
+		return slog.LevelInfo
+	default:
+		return slog.LevelDebug
+	}
 }

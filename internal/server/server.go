@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -184,8 +183,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.bundle = bundle
 	s.log.Info("component ready", "component", "pki", "took", time.Since(start).Round(time.Microsecond))
 
+	// Our series go in a registry of our own; the default registry already
+	// carries the Go and process collectors and etcd's series, and /metrics
+	// serves both.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	client, stopEtcd, err := s.startEtcd(ctx)
 	if err != nil {
@@ -264,6 +265,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("component ready", "component", "watch-cache", "resources", len(caches), "took", time.Since(start).Round(time.Microsecond))
 	if err := s.bootstrap(ctx, alloc); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := s.startControllers(ctx, kinds); err != nil {
+		return fmt.Errorf("controllers: %w", err)
 	}
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Info("component ready", "component", "apiserver", "address", ln.Addr().String(),

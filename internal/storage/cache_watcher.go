@@ -200,5 +200,8 @@ func expiredWatch(requested, oldest int64) watch.Interface {
 // staticWatch is a watch whose events are all already in its channel.
 type staticWatch chan watch.Event
 
+// ResultChan implements watch.Interface.
 func (s staticWatch) ResultChan() <-chan watch.Event { return s }
-func (s staticWatch) Stop()                          {}
+
+// Stop implements watch.Interface; there is nothing to stop.
+func (s staticWatch) Stop() {}

@@ -205,9 +205,7 @@ func (c *Cacher) listAndWatch(ctx context.Context, relist bool) error {
 	for ev := range w.ResultChan() {
 		switch ev.Type {
 		case watch.Added, watch.Modified, watch.Deleted:
-			if err := c.process(ev); err != nil {
-				return err
-			}
+			c.process(ev)
 		case watch.Bookmark:
 			if err := c.advance(ev.Object); err != nil {
 				return err
@@ -272,19 +270,27 @@ func (c *Cacher) replace(items []runtime.Object, rev int64) error {
 	return nil
 }
 
-// process applies one store event and fans it out.
-func (c *Cacher) process(ev watch.Event) error {
-	key, err := c.cfg.KeyFunc(ev.Object)
-	if err != nil {
-		return fmt.Errorf("key of %T: %w", ev.Object, err)
-	}
+// process applies one store event and fans it out. An object the cache
+// cannot index (no key, or attributes that fail) is logged and skipped:
+// returning an error would restart the watch at the same event forever.
+func (c *Cacher) process(ev watch.Event) {
 	rev, err := objectRevision(ev.Object)
 	if err != nil {
-		return err
+		c.log.Error("watch cache: skipping event", "type", ev.Type, "err", err)
+		return
+	}
+	key, err := c.cfg.KeyFunc(ev.Object)
+	if err != nil {
+		c.log.Error("watch cache: skipping event", "type", ev.Type, "rev", rev, "err", err)
+		c.advanceTo(rev)
+		return
 	}
 	e, err := c.entry(ev.Object)
 	if err != nil {
-		return err
+		// Kept without attributes: selective watchers will not see it, but
+		// the state and unfiltered watchers stay right.
+		c.log.Error("watch cache: object attributes", "key", key, "err", err)
+		e = &cacheEntry{obj: ev.Object}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -309,7 +315,6 @@ func (c *Cacher) process(ev watch.Event) error {
 			c.deliverLocked(w, out, true)
 		}
 	}
-	return nil
 }
 
 // advance moves the cache's revision on a store bookmark.
@@ -318,10 +323,14 @@ func (c *Cacher) advance(obj runtime.Object) error {
 	if err != nil {
 		return err
 	}
+	c.advanceTo(rev)
+	return nil
+}
+
+func (c *Cacher) advanceTo(rev int64) {
 	c.mu.Lock()
 	c.rev = max(c.rev, rev)
 	c.mu.Unlock()
-	return nil
 }
 
 // deliverLocked queues ev for w without blocking. A watcher whose queue is

@@ -20,6 +20,7 @@ type PreconditionError struct {
 	Want, Got string
 }
 
+// Error implements error.
 func (e *PreconditionError) Error() string {
 	// Matches upstream's wording, which clients and tests sometimes match on.
 	return fmt.Sprintf("Precondition failed: %s in precondition: %s, %s in object meta: %s", e.Field, e.Want, e.Field, e.Got)
@@ -35,6 +36,7 @@ type ExpiredError struct {
 	Requested, Oldest int64
 }
 
+// Error implements error.
 func (e *ExpiredError) Error() string {
 	return fmt.Sprintf("too old resource version: %d (%d)", e.Requested, e.Oldest)
 }

@@ -69,7 +69,7 @@ func (b podBuilder) label(k, v string) podBuilder {
 }
 
 func (b podBuilder) node(n string) podBuilder { b.p.Spec.NodeName = n; return b }
-func (b podBuilder) obj() *corev1.Pod        { return b.p }
+func (b podBuilder) obj() *corev1.Pod         { return b.p }
 
 func podKey(p *corev1.Pod) string { return podPrefix + p.Namespace + "/" + p.Name }
 

@@ -58,6 +58,9 @@ func (p Predicate) Matches(obj runtime.Object) (bool, error) {
 	if p.Empty() {
 		return true, nil
 	}
+	if p.Attrs == nil {
+		return false, errors.New("storage: predicate has selectors but no Attrs")
+	}
 	ls, fs, err := p.Attrs(obj)
 	if err != nil {
 		return false, err
@@ -75,15 +78,18 @@ func (p Predicate) Matches(obj runtime.Object) (bool, error) {
 type ListOptions struct {
 	// ResourceVersion: "" reads the latest state from etcd (consistent);
 	// "0" may be served from the watch cache; any other value with
-	// Match "" or "NotOlderThan" reads at least that fresh, and with
-	// Match "Exact" reads at exactly that revision.
+	// Match "NotOlderThan" (or "" without Limit) reads at least that fresh
+	// (ErrTooLarge if the store is not there yet), and with Match "Exact"
+	// (or "" with Limit, as upstream keeps for old pagers) reads at exactly
+	// that revision (ErrExpired once compacted).
 	ResourceVersion      string
 	ResourceVersionMatch string
 	Predicate            Predicate
-	// Limit > 0 pages the list; Continue resumes a paged list.
+	// Limit > 0 pages the list; Continue resumes a paged list at the
+	// revision of its first page (ResourceVersion is then ignored). With a
+	// predicate, a page is filled by reading on until Limit items match.
 	Limit    int64
 	Continue string
-	// Recursive: the key is a prefix (a namespace or the whole resource).
 }
 
 // ListResult is one page of a list.
@@ -111,11 +117,15 @@ type WatchOptions struct {
 }
 
 // UpdateFunc computes the new object from the current one. It must not
-// modify cur. Returning an error aborts the update with that error.
+// modify cur. Returning an error aborts the update with that error
+// (unwrapped); an fn that finds the caller's resourceVersion stale should
+// return ErrConflict, since a retry after a concurrent write calls fn again.
 type UpdateFunc func(cur runtime.Object) (runtime.Object, error)
 
 // Interface is what the API server needs of a resource's storage. Keys are
-// full etcd keys; prefixes end in "/".
+// full etcd keys; prefixes end in "/" (a List or Watch "prefix" without
+// the trailing "/" means that one key). Objects returned may be shared
+// with a watch cache: callers must DeepCopy before modifying them.
 type Interface interface {
 	// Create stores obj at key if nothing is there, and returns it with its
 	// resourceVersion set.

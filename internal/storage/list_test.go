@@ -28,7 +28,6 @@ func seedPods(t testing.TB, s Interface, perNS int) []*corev1.Pod {
 	return out
 }
 
-
 func podNames(t testing.TB, res *ListResult) []string {
 	t.Helper()
 	var out []string

@@ -46,8 +46,10 @@ type etcdWatch struct {
 	cancel context.CancelFunc
 }
 
+// ResultChan implements watch.Interface.
 func (w *etcdWatch) ResultChan() <-chan watch.Event { return w.result }
 
+// Stop implements watch.Interface.
 func (w *etcdWatch) Stop() { w.cancel() }
 
 // send delivers ev unless the watch has been stopped.

@@ -92,7 +92,7 @@ type Spec struct {
 var ErrInvalidKind = errors.New("invalid openapi kind")
 
 // New checks the kinds and returns a Spec that generates its documents
-// lazily.
+// lazily. A Spec is safe for concurrent use.
 func New(kinds []Kind, opts Options) (*Spec, error) {
 	for i, k := range kinds {
 		switch {
@@ -163,7 +163,7 @@ func (s *Spec) loadV3() (*v3Docs, error) {
 	return s.v3, s.v3Err
 }
 
-// verbs returns the verbs k serves as a set.
+// verbSet returns the verbs k serves as a set.
 func (k Kind) verbSet() map[string]bool {
 	vs := k.Verbs
 	if len(vs) == 0 {

@@ -23,7 +23,7 @@ type cronField struct {
 }
 
 var cronFields = [5]cronField{
-	{name: "minute", min: 0, max: 60},
+	{name: "minute", min: 0, max: 59},
 	{name: "hour", min: 0, max: 23},
 	{name: "day of month", min: 1, max: 31},
 	{name: "month", min: 1, max: 12, names: []string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}},

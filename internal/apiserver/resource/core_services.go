@@ -29,7 +29,10 @@ func Services() *Resource {
 		New:        func() runtime.Object { return &corev1.Service{} },
 		NewList:    func() runtime.Object { return &corev1.ServiceList{} },
 		Default:    func(obj runtime.Object) { defaultService(obj.(*corev1.Service)) },
-		Validate:   func(obj runtime.Object) field.ErrorList { return validateService(obj.(*corev1.Service)) },
+		PrepareUpdate: func(obj, old runtime.Object) {
+			keepServiceAllocations(obj.(*corev1.Service), old.(*corev1.Service))
+		},
+		Validate: func(obj runtime.Object) field.ErrorList { return validateService(obj.(*corev1.Service)) },
 		ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
 			return validateServiceUpdate(obj.(*corev1.Service), old.(*corev1.Service))
 		},
@@ -48,6 +51,41 @@ func Services() *Resource {
 			return fields.Set{"spec.clusterIP": s.Spec.ClusterIP, "spec.type": string(s.Spec.Type)}
 		},
 		Status: true,
+	}
+}
+
+// keepServiceAllocations carries the cluster IP and node ports the server
+// assigned into an update that leaves them out, as upstream does: re-applying
+// a manifest that never named them is not an attempt to change them.
+func keepServiceAllocations(s, old *corev1.Service) {
+	external := func(x *corev1.Service) bool { return x.Spec.Type == corev1.ServiceTypeExternalName }
+	if s.Spec.ClusterIP == "" && len(s.Spec.ClusterIPs) == 0 && !external(s) && !external(old) {
+		s.Spec.ClusterIP = old.Spec.ClusterIP
+		s.Spec.ClusterIPs = append([]string(nil), old.Spec.ClusterIPs...)
+	}
+	if s.Spec.IPFamilyPolicy == nil && old.Spec.IPFamilyPolicy != nil && s.Spec.ClusterIP == old.Spec.ClusterIP {
+		p := *old.Spec.IPFamilyPolicy
+		s.Spec.IPFamilyPolicy = &p
+		s.Spec.IPFamilies = append([]corev1.IPFamily(nil), old.Spec.IPFamilies...)
+	}
+	nodePorts := s.Spec.Type == corev1.ServiceTypeNodePort || s.Spec.Type == corev1.ServiceTypeLoadBalancer
+	for i := range s.Spec.Ports {
+		p := &s.Spec.Ports[i]
+		if p.NodePort != 0 || !nodePorts {
+			continue
+		}
+		for _, op := range old.Spec.Ports {
+			proto := p.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			if op.Port == p.Port && op.Protocol == proto {
+				p.NodePort = op.NodePort
+			}
+		}
+	}
+	if s.Spec.HealthCheckNodePort == 0 {
+		s.Spec.HealthCheckNodePort = old.Spec.HealthCheckNodePort
 	}
 }
 
