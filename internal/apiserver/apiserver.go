@@ -271,3 +271,15 @@ func newObject(r *resource.Resource) runtime.Object {
 
 // KeyPrefix returns the etcd prefix under which a kind's objects live.
 func KeyPrefix(r *resource.Resource) string { return key(r, "", "") }
+
+// withKind returns obj with its apiVersion and kind set to gvk. Objects
+// from the watch cache are shared between requests and must not be
+// written, so one without its kind is copied first.
+func withKind(obj runtime.Object, gvk schema.GroupVersionKind) runtime.Object {
+	if obj.GetObjectKind().GroupVersionKind() == gvk {
+		return obj
+	}
+	obj = obj.DeepCopyObject()
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	return obj
+}

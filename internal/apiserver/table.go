@@ -47,8 +47,7 @@ func toTable(res *resource.Resource, objs []runtime.Object, include metav1.Inclu
 		case metav1.IncludeMetadata:
 			embedded = partialMetadata(obj)
 		case metav1.IncludeObject:
-			obj.GetObjectKind().SetGroupVersionKind(res.Kind)
-			embedded = obj
+			embedded = withKind(obj, res.Kind)
 		}
 		if embedded != nil {
 			raw, err := json.Marshal(embedded)

@@ -93,7 +93,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 			}
 			obj := ev.Object
 			if ev.Type != watch.Error && ev.Type != watch.Bookmark && obj != nil {
-				obj.GetObjectKind().SetGroupVersionKind(info.res.Kind)
+				obj = withKind(obj, info.res.Kind)
 				switch out.as {
 				case "Table":
 					t, err := toTable(info.res, []runtime.Object{obj}, includeObject(r), first)
@@ -106,7 +106,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 					obj = partialMetadata(obj)
 				}
 			} else if ev.Type == watch.Bookmark && obj != nil {
-				obj.GetObjectKind().SetGroupVersionKind(info.res.Kind)
+				obj = withKind(obj, info.res.Kind)
 			}
 			raw, err := json.Marshal(obj)
 			if err != nil {
