@@ -46,6 +46,7 @@ func newServerCommand(start time.Time) *cobra.Command {
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", server.DefaultServiceCIDR, "IP range for Service cluster IPs")
 	f.StringVar(&cfg.NodePortRange, "service-node-port-range", server.DefaultNodePorts, "port range for NodePort Services")
 	f.StringSliceVar(&cfg.Disable, "disable", nil, "components not to run (scheduler, controller-manager)")
+	f.StringSliceVar(&cfg.DisableControllers, "disable-controllers", nil, "single controllers not to run (e.g. namespace)")
 	f.BoolVar(&disableAgent, "disable-agent", false, "run the control plane without a node agent")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd

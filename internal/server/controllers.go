@@ -5,18 +5,15 @@ import (
 	"fmt"
 	"slices"
 
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/skiffhq/skiff/internal/apiserver/resource"
-	"github.com/skiffhq/skiff/internal/controller/namespace"
+	"github.com/skiffhq/skiff/internal/controller"
+	"github.com/skiffhq/skiff/internal/controller/manager"
 )
 
-// startControllers runs the controllers beside the API server, as clients
-// of it over its loopback address. They stop when ctx ends.
+// startControllers runs the controller manager beside the API server, as a
+// client of it over the loopback address. It stops when ctx ends.
 func (s *Server) startControllers(ctx context.Context, kinds []*resource.Resource) error {
 	if slices.Contains(s.cfg.Disable, "controller-manager") {
 		return nil
@@ -25,36 +22,21 @@ func (s *Server) startControllers(ctx context.Context, kinds []*resource.Resourc
 	if err != nil {
 		return fmt.Errorf("loopback client: %w", err)
 	}
-	rc.QPS, rc.Burst = 200, 400
-	rc.UserAgent = "skiff-controller-manager"
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return fmt.Errorf("loopback client: %w", err)
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return fmt.Errorf("loopback client: %w", err)
-	}
-	factory := informers.NewSharedInformerFactory(client, 0)
-	var namespaced []schema.GroupVersionResource
+	rc.QPS, rc.Burst = 500, 1000
+	var served []controller.Resource
 	for _, k := range kinds {
-		if k.Namespaced {
-			namespaced = append(namespaced, k.Resource())
-		}
+		served = append(served, controller.Resource{GVR: k.Resource(), Kind: k.Kind.Kind, Namespaced: k.Namespaced})
 	}
-	nsc, err := namespace.New(namespace.Config{Client: client, Dynamic: dyn, Resources: namespaced, Informers: factory, Logger: s.log})
+	m, err := manager.New(manager.Config{REST: rc, Resources: served, Disable: s.cfg.DisableControllers, Logger: s.log})
 	if err != nil {
 		return err
 	}
-	factory.Start(ctx.Done())
+	s.wg.Add(1)
 	go func() {
-		if err := nsc.Run(ctx, 2); err != nil && ctx.Err() == nil {
-			s.log.Error("controller stopped", "controller", namespace.Name, "err", err)
+		defer s.wg.Done()
+		if err := m.Run(ctx); err != nil {
+			s.log.Error("controller manager stopped", "err", err)
 		}
-	}()
-	go func() {
-		<-ctx.Done()
-		factory.Shutdown()
 	}()
 	return nil
 }

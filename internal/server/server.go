@@ -54,6 +54,8 @@ type Config struct {
 	NodePortRange string
 	// Disable names components not to run (e.g. "controller-manager").
 	Disable []string
+	// DisableControllers names single controllers not to run.
+	DisableControllers []string
 	// StartTime is when the process started, for the readiness log line.
 	StartTime time.Time
 	Logger    *slog.Logger
@@ -76,6 +78,9 @@ type Server struct {
 	serviceIP *net.IPNet
 	portMin   int
 	portMax   int
+
+	// wg counts the goroutines Run started, so it returns after them.
+	wg sync.WaitGroup
 
 	// Set during Run.
 	mu        sync.Mutex
@@ -281,7 +286,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer done()
-	cancel() // ends watches so Shutdown need not wait for them
+	cancel() // ends watches and components so Shutdown need not wait for them
+	s.wg.Wait()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		s.log.Warn("api server shutdown", "err", err)
 	}

@@ -38,6 +38,7 @@ func Pods() *Resource {
 		Columns:        podColumns,
 		Row:            func(obj runtime.Object) []any { return podRow(obj.(*corev1.Pod)) },
 		Fields:         func(obj runtime.Object) fields.Set { return podFields(obj.(*corev1.Pod)) },
+		Generation:     true, // upstream counts pod spec changes since 1.33
 		Status:         true,
 		Binding:        true,
 		GracefulDelete: func(obj runtime.Object, requested *int64) *int64 { return podGracePeriod(obj.(*corev1.Pod), requested) },

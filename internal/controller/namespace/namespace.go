@@ -17,11 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/skiffhq/skiff/internal/controller"
 )
 
 // Name is the controller's name in logs and the controller registry.
@@ -30,41 +31,39 @@ const Name = "namespace"
 // finalizer is the spec finalizer this controller owns.
 const finalizer = corev1.FinalizerKubernetes
 
-// Config wires the controller to the API.
-type Config struct {
-	Client  kubernetes.Interface
-	Dynamic dynamic.Interface
-	// Resources are the namespaced resources whose objects a deleted
-	// namespace's contents may include.
-	Resources []schema.GroupVersionResource
-	// Informers supplies the namespace informer; the caller starts it.
-	Informers informers.SharedInformerFactory
-	Logger    *slog.Logger
-}
+// Descriptor registers the controller with the manager.
+var Descriptor = controller.Descriptor{Name: Name, New: func(c *controller.Context) (controller.Interface, error) { return New(c) }}
 
 // Controller deletes the contents of terminating namespaces.
 type Controller struct {
-	cfg    Config
-	log    *slog.Logger
-	lister corelisters.NamespaceLister
-	synced cache.InformerSynced
-	queue  workqueue.TypedRateLimitingInterface[string]
+	client    kubernetes.Interface
+	dynamic   dynamic.Interface
+	resources []schema.GroupVersionResource
+	log       *slog.Logger
+	lister    corelisters.NamespaceLister
+	synced    cache.InformerSynced
+	queue     workqueue.TypedRateLimitingInterface[string]
 }
 
 // New returns a controller; Run starts it.
-func New(cfg Config) (*Controller, error) {
-	if cfg.Client == nil || cfg.Dynamic == nil || cfg.Informers == nil {
+func New(cc *controller.Context) (*Controller, error) {
+	if cc.Client == nil || cc.Dynamic == nil || cc.Informers == nil {
 		return nil, errors.New("namespace controller: Client, Dynamic and Informers are required")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	var namespaced []schema.GroupVersionResource
+	for _, r := range cc.Resources {
+		if r.Namespaced {
+			namespaced = append(namespaced, r.GVR)
+		}
 	}
-	inf := cfg.Informers.Core().V1().Namespaces()
+	inf := cc.Informers.Core().V1().Namespaces()
 	c := &Controller{
-		cfg:    cfg,
-		log:    cfg.Logger.With("controller", Name),
-		lister: inf.Lister(),
-		synced: inf.Informer().HasSynced,
+		client:    cc.Client,
+		dynamic:   cc.Dynamic,
+		resources: namespaced,
+		log:       cc.Logger.With("controller", Name),
+		lister:    inf.Lister(),
+		synced:    inf.Informer().HasSynced,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: Name}),
@@ -84,8 +83,11 @@ func New(cfg Config) (*Controller, error) {
 	return c, nil
 }
 
+// workers is how many namespaces are emptied at once.
+const workers = 2
+
 // Run processes namespaces until ctx ends.
-func (c *Controller) Run(ctx context.Context, workers int) error {
+func (c *Controller) Run(ctx context.Context) error {
 	defer c.queue.ShutDown()
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
 		return ctx.Err()
@@ -135,8 +137,8 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	}
 	remaining := 0
 	bg := metav1.DeletePropagationBackground
-	for _, gvr := range c.cfg.Resources {
-		ri := c.cfg.Dynamic.Resource(gvr).Namespace(name)
+	for _, gvr := range c.resources {
+		ri := c.dynamic.Resource(gvr).Namespace(name)
 		err := ri.DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &bg}, metav1.ListOptions{})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsMethodNotSupported(err) {
 			return fmt.Errorf("delete %s in %s: %w", gvr.Resource, name, err)
@@ -159,7 +161,7 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 			fin.Spec.Finalizers = append(fin.Spec.Finalizers, f)
 		}
 	}
-	if _, err := c.cfg.Client.CoreV1().Namespaces().Finalize(ctx, fin, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if _, err := c.client.CoreV1().Namespaces().Finalize(ctx, fin, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("finalize %s: %w", name, err)
 	}
 	c.log.Info("namespace emptied and finalized", "namespace", name)

@@ -1,0 +1,56 @@
+// Package controller holds what every controller is given and must offer.
+// Each controller lives in its own package below this one and is an
+// informer-fed, rate-limited workqueue draining into a level-triggered
+// sync(key); package manager lists them and runs them under one lease.
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/record"
+)
+
+// Context is what a controller is built from. Informer factories are
+// shared by all controllers and started by the manager after every
+// controller has registered its informers.
+type Context struct {
+	Client            kubernetes.Interface
+	Dynamic           dynamic.Interface
+	Metadata          metadata.Interface
+	Informers         informers.SharedInformerFactory
+	MetadataInformers metadatainformer.SharedInformerFactory
+	// Recorder returns an event recorder that reports as component.
+	Recorder func(component string) record.EventRecorder
+	// Resources are the kinds the API server serves.
+	Resources []Resource
+	Logger    *slog.Logger
+	// Now is the clock; tests inject one.
+	Now func() time.Time
+}
+
+// Resource is one served kind, for controllers that act on all of them
+// (namespace deletion, garbage collection).
+type Resource struct {
+	GVR        schema.GroupVersionResource
+	Kind       string
+	Namespaced bool
+}
+
+// Interface is a running controller: Run blocks until ctx ends.
+type Interface interface {
+	Run(ctx context.Context) error
+}
+
+// Descriptor names a controller and how to build it.
+type Descriptor struct {
+	Name string
+	New  func(c *Context) (Interface, error)
+}
