@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiffhq/skiff/internal/memtrim"
 	"github.com/skiffhq/skiff/internal/server"
 )
 
@@ -30,7 +28,6 @@ func newServerCommand(start time.Time) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("server: %w", err)
 			}
-			go trimWhenReady(cmd.Context(), s, cfg.Logger)
 			return s.Run(cmd.Context())
 		},
 	}
@@ -50,20 +47,4 @@ func newServerCommand(start time.Time) *cobra.Command {
 	f.BoolVar(&disableAgent, "disable-agent", false, "run the control plane without a node agent")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
-}
-
-// trimWhenReady drops start-up's resident binary pages once the server is
-// ready (see package memtrim).
-func trimWhenReady(ctx context.Context, s *server.Server, log *slog.Logger) {
-	select {
-	case <-s.Ready():
-	case <-ctx.Done():
-		return
-	}
-	n, err := memtrim.TrimExecutable()
-	if err != nil {
-		log.Warn("trim executable pages", "err", err)
-		return
-	}
-	log.Debug("trimmed executable pages", "bytes", n)
 }
