@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -74,7 +73,6 @@ type Server struct {
 	stores    map[*resource.Resource]storage.Interface
 	discovery *discovery
 	mux       *http.ServeMux
-	readyOnce sync.Once
 }
 
 // New builds the server and opens every kind's store.

@@ -83,11 +83,10 @@ type Server struct {
 	wg sync.WaitGroup
 
 	// Set during Run.
-	mu        sync.Mutex
-	addr      string
-	bundle    *pki.Bundle
-	api       *apiserver.Server
-	etcdReady bool
+	mu     sync.Mutex
+	addr   string
+	bundle *pki.Bundle
+	api    *apiserver.Server
 }
 
 // New validates cfg and fills defaults.
