@@ -173,6 +173,12 @@ func (s *Server) deleteObject(ctx context.Context, res *resource.Resource, ns, n
 			deleted.GetObjectKind().SetGroupVersionKind(res.Kind)
 			return deleted, true, nil
 		}
+		// Marking is the start of a delete, so admission may refuse it
+		// (a system namespace, say). Nothing is committed yet: admitters
+		// learn of the removal when the object finally goes.
+		if err := s.admit(ctx, &Attributes{Operation: Delete, Resource: res, Namespace: ns, Name: name, Old: cur, DryRun: dry}); err != nil {
+			return nil, false, err
+		}
 		info := &requestInfo{verb: "delete", res: res, namespace: ns, name: name}
 		updated, err := s.markDeleted(ctx, info, grace, fin, dry)
 		if err != nil {

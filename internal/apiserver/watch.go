@@ -107,6 +107,17 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 				}
 			} else if ev.Type == watch.Bookmark && obj != nil {
 				obj = withKind(obj, info.res.Kind)
+				if out.as == "PartialObjectMetadata" || out.as == "PartialObjectMetadataList" {
+					// A metadata informer decodes bookmarks with the meta
+					// scheme only; a full kind there fails its watch.
+					obj = partialMetadata(obj)
+				}
+			} else if st, isStatus := obj.(*metav1.Status); ev.Type == watch.Error && isStatus {
+				// client-go cannot decode an ERROR event (such as 410 Gone)
+				// whose Status lacks its kind, and reports a 500 instead.
+				c := *st
+				c.Kind, c.APIVersion = "Status", "v1"
+				obj = &c
 			}
 			raw, err := json.Marshal(obj)
 			if err != nil {

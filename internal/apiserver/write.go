@@ -255,6 +255,7 @@ func (s *Server) bind(w http.ResponseWriter, r *http.Request, info *requestInfo)
 			return nil, apierrors.NewConflict(gr, info.name, fmt.Errorf("pod %s is already assigned to node %q", info.name, pod.Spec.NodeName))
 		}
 		pod.Spec.NodeName = b.Target.Name
+		setPodScheduled(pod, metav1.NewTime(s.now()))
 		for k, v := range b.Annotations {
 			if pod.Annotations == nil {
 				pod.Annotations = map[string]string{}
@@ -298,4 +299,22 @@ func (s *Server) Get(ctx context.Context, gvk schema.GroupVersionKind, namespace
 	}
 	obj, err := s.store(res).Get(ctx, key(res, namespace, name))
 	return obj, storageError(err, res.Resource().GroupResource(), name)
+}
+
+// setPodScheduled records a successful binding in the pod's status, as
+// upstream's binding does, so the condition is there before any kubelet
+// reports.
+func setPodScheduled(pod *corev1.Pod, now metav1.Time) {
+	for i := range pod.Status.Conditions {
+		c := &pod.Status.Conditions[i]
+		if c.Type == corev1.PodScheduled {
+			if c.Status != corev1.ConditionTrue {
+				c.Status, c.Reason, c.Message, c.LastTransitionTime = corev1.ConditionTrue, "", "", now
+			}
+			return
+		}
+	}
+	pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{
+		Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now,
+	})
 }

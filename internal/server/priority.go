@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiffhq/skiff/internal/apiserver"
+	"github.com/skiffhq/skiff/internal/storage"
 )
 
 // priorityAdmission resolves a new pod's priorityClassName into
@@ -44,17 +45,46 @@ func (p *priorityAdmission) Admit(ctx context.Context, a *apiserver.Attributes) 
 		class = obj.(*schedulingv1.PriorityClass)
 	}
 	if class == nil {
-		return nil // no global default lookup: priority 0, as with none defined
+		var err error
+		if class, err = p.globalDefault(ctx); err != nil || class == nil {
+			return err // none: priority 0, as upstream without a default class
+		}
+		pod.Spec.PriorityClassName = class.Name
 	}
 	if pod.Spec.Priority != nil && *pod.Spec.Priority != class.Value {
 		return apierrors.NewInvalid(a.Resource.Kind.GroupKind(), pod.Name, field.ErrorList{field.Invalid(
 			field.NewPath("spec", "priority"), *pod.Spec.Priority, "the integer value of priority must not be provided in pod spec; priority admission controller computed "+fmt.Sprint(class.Value)+" from the given PriorityClass name")})
 	}
+	policy := corev1.PreemptLowerPriority
+	if class.PreemptionPolicy != nil {
+		policy = *class.PreemptionPolicy
+	}
+	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy != policy {
+		return apierrors.NewInvalid(a.Resource.Kind.GroupKind(), pod.Name, field.ErrorList{field.Invalid(
+			field.NewPath("spec", "preemptionPolicy"), *pod.Spec.PreemptionPolicy, "the string value of PreemptionPolicy must not be provided in pod spec; priority admission controller computed "+string(policy)+" from the given PriorityClass name")})
+	}
 	v := class.Value
 	pod.Spec.Priority = &v
-	if class.PreemptionPolicy != nil {
-		pp := *class.PreemptionPolicy
-		pod.Spec.PreemptionPolicy = &pp
-	}
+	pod.Spec.PreemptionPolicy = &policy
 	return nil
+}
+
+// globalDefault returns the PriorityClass marked globalDefault, if any; it
+// applies to pods that name no class.
+func (p *priorityAdmission) globalDefault(ctx context.Context) (*schedulingv1.PriorityClass, error) {
+	store, res, ok := p.api.Store(priorityClasses)
+	if !ok {
+		return nil, nil
+	}
+	list, err := store.List(ctx, apiserver.KeyPrefix(res), storage.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		return nil, apierrors.NewInternalError(fmt.Errorf("list priority classes: %w", err))
+	}
+	var best *schedulingv1.PriorityClass
+	for _, obj := range list.Items {
+		if pc := obj.(*schedulingv1.PriorityClass); pc.GlobalDefault && (best == nil || pc.Value < best.Value) {
+			best = pc
+		}
+	}
+	return best, nil
 }

@@ -273,6 +273,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.startControllers(ctx, kinds); err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}
+	if err := s.startScheduler(ctx); err != nil {
+		return fmt.Errorf("scheduler: %w", err)
+	}
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Info("component ready", "component", "apiserver", "address", ln.Addr().String(),
 		"sinceProcessStart", time.Since(s.cfg.StartTime).Round(time.Millisecond))

@@ -125,7 +125,10 @@ func TestSetsValidate(t *testing.T) {
 		{"sts duplicate claims", StatefulSets(), testStatefulSet(func(s *appsv1.StatefulSet) {
 			pvc := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data"}}
 			s.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{pvc, pvc}
-		}), []string{"spec.volumeClaimTemplates[1].metadata.name"}},
+		}), []string{"spec.volumeClaimTemplates", "spec.volumeClaimTemplates[1].metadata.name"}},
+		{"sts claims not supported", StatefulSets(), testStatefulSet(func(s *appsv1.StatefulSet) {
+			s.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}
+		}), []string{"spec.volumeClaimTemplates"}},
 		{"sts bad service", StatefulSets(), testStatefulSet(func(s *appsv1.StatefulSet) { s.Spec.ServiceName = "DB_svc" }), []string{"spec.serviceName"}},
 	}
 	for _, tt := range tests {

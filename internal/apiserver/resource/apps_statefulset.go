@@ -175,6 +175,11 @@ func validateStatefulSetSpec(s *appsv1.StatefulSetSpec, path *field.Path) field.
 		}
 		seen[pvc.Name] = true
 	}
+	// Skiff has no persistent volumes yet: refuse claims rather than
+	// create pods that would wait forever for storage.
+	if len(s.VolumeClaimTemplates) > 0 {
+		errs = append(errs, field.Forbidden(path.Child("volumeClaimTemplates"), "persistent volumes are not supported yet"))
+	}
 
 	errs = append(errs, wlValidateSelector(s.Selector, &s.Template, "statefulset", path)...)
 	errs = append(errs, wlValidateLongRunningTemplate(&s.Template, "StatefulSet", path.Child("template"))...)
