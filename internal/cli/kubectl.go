@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 
 	"github.com/skiffhq/skiff/internal/server"
@@ -26,6 +28,7 @@ func newKubectlCommand() *cobra.Command {
 				Arguments: append([]string{"kubectl"}, args...),
 				IOStreams: genericiooptions.IOStreams{In: cmd.InOrStdin(), Out: cmd.OutOrStdout(), ErrOut: cmd.ErrOrStderr()},
 			})
+			addKlogFlags(k)
 			k.SetArgs(args)
 			return k.ExecuteContext(cmd.Context())
 		},
@@ -51,4 +54,16 @@ func useLocalAdminKubeconfig(args []string) {
 		dataDir = server.DefaultDataDir
 	}
 	_ = os.Setenv(clientcmd.RecommendedConfigPathEnvVar, filepath.Join(dataDir, "admin.kubeconfig"))
+}
+
+// addKlogFlags gives kubectl its -v and --vmodule logging flags, which
+// upstream's main registers outside the kubectl command itself.
+func addKlogFlags(cmd *cobra.Command) {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	for _, name := range []string{"v", "vmodule"} {
+		if f := fs.Lookup(name); f != nil {
+			cmd.PersistentFlags().AddGoFlag(f)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/skiffhq/skiff/internal/server"
 )
@@ -21,6 +22,8 @@ func newServerCommand(start time.Time) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = newLogger(logLevel)
 			slog.SetDefault(cfg.Logger)
+			// client-go (leader election, informers) logs through klog.
+			klog.SetSlogLogger(cfg.Logger)
 			if !disableAgent {
 				cfg.Logger.Warn("the node agent is not built yet; running the control plane only (as with --disable-agent)")
 			}

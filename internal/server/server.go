@@ -155,9 +155,25 @@ func (s *Server) AdminKubeconfig() string { return filepath.Join(s.cfg.DataDir, 
 
 // Run starts every component, serves until ctx ends, then shuts down in
 // reverse order.
-func (s *Server) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+func (s *Server) Run(parent context.Context) error {
+	// Three lifetimes, ended in reverse order of start once parent ends:
+	// components (scheduler, controllers) first, so that they release their
+	// Leases through a still-working API; then the API's own requests
+	// (watches); last storage (watch caches, etcd).
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	defer cancel()
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	compCtx, stopComponents := context.WithCancel(serveCtx)
+	defer stopComponents()
+	stop := context.AfterFunc(parent, func() {
+		select {
+		case <-s.ready:
+		default:
+			cancel() // still starting: abandon start-up at once
+		}
+	})
+	defer stop()
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -254,7 +270,7 @@ func (s *Server) Run(ctx context.Context) error {
 		TLSConfig:         pki.ServerTLSConfig(bundle),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		BaseContext:       func(net.Listener) context.Context { return serveCtx },
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
@@ -270,10 +286,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.bootstrap(ctx, alloc); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if err := s.startControllers(ctx, kinds); err != nil {
+	if err := s.startControllers(compCtx, kinds); err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}
-	if err := s.startScheduler(ctx); err != nil {
+	if err := s.startScheduler(compCtx); err != nil {
 		return fmt.Errorf("scheduler: %w", err)
 	}
 	s.readyOnce.Do(func() { close(s.ready) })
@@ -282,14 +298,15 @@ func (s *Server) Run(ctx context.Context) error {
 
 	var runErr error
 	select {
-	case <-ctx.Done():
+	case <-parent.Done():
 	case runErr = <-serveErr:
 		runErr = fmt.Errorf("api server: %w", runErr)
 	}
-	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer done()
-	cancel() // ends watches and components so Shutdown need not wait for them
+	stopComponents()
 	s.wg.Wait()
+	stopServing() // ends watches, so Shutdown need not wait for them
+	shutdownCtx, done := context.WithTimeout(ctx, 5*time.Second)
+	defer done()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		s.log.Warn("api server shutdown", "err", err)
 	}

@@ -43,10 +43,11 @@ func skiffBinary(t testing.TB) string {
 			return
 		}
 		out := filepath.Join(binDir, "skiff")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/skiff")
+		// hack/build.sh stamps kubectl's client version, as `make build` does.
+		cmd := exec.Command("./hack/build.sh", out)
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
-			skiffErr = fmt.Errorf("go build ./cmd/skiff: %w\n%s", err, b)
+			skiffErr = fmt.Errorf("hack/build.sh: %w\n%s", err, b)
 			return
 		}
 		skiffPath = out

@@ -228,6 +228,7 @@ func (a *Allocator) allocateIP(ctx context.Context, svc *corev1.Service) (string
 			return "", invalid(svc, field.Invalid(path, want, fmt.Sprintf("failed to allocate IP %s: provided IP is already allocated", want)))
 		}
 		svc.Spec.ClusterIPs = []string{ip.String()}
+		setSingleStack(svc)
 		return k, nil
 	}
 	// Random probing finds a free address in a few tries until the range
@@ -250,6 +251,7 @@ func (a *Allocator) allocateIP(ctx context.Context, svc *corev1.Service) (string
 		if ok {
 			svc.Spec.ClusterIP = ip.String()
 			svc.Spec.ClusterIPs = []string{ip.String()}
+			setSingleStack(svc)
 			return k, nil
 		}
 	}
@@ -313,4 +315,16 @@ func (a *Allocator) release(ctx context.Context, keys []string) {
 
 func invalid(svc *corev1.Service, e *field.Error) error {
 	return apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Service").GroupKind(), svc.Name, field.ErrorList{e})
+}
+
+// setSingleStack fills the IP family fields defaulting left empty because
+// no address was known yet: the service CIDR is single-stack IPv4.
+func setSingleStack(svc *corev1.Service) {
+	if svc.Spec.IPFamilyPolicy == nil {
+		p := corev1.IPFamilyPolicySingleStack
+		svc.Spec.IPFamilyPolicy = &p
+	}
+	if len(svc.Spec.IPFamilies) == 0 {
+		svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
+	}
 }

@@ -19,8 +19,18 @@ func Namespaces() *Resource {
 		New:        func() runtime.Object { return &corev1.Namespace{} },
 		NewList:    func() runtime.Object { return &corev1.NamespaceList{} },
 		Default: func(obj runtime.Object) {
-			if ns := obj.(*corev1.Namespace); ns.Status.Phase == "" {
+			ns := obj.(*corev1.Namespace)
+			if ns.Status.Phase == "" {
 				ns.Status.Phase = corev1.NamespaceActive
+			}
+			// Upstream labels every namespace with its own name on create
+			// and update, so selectors (namespaceSelector in network and
+			// affinity rules) can pick namespaces by name.
+			if ns.Name != "" {
+				if ns.Labels == nil {
+					ns.Labels = map[string]string{}
+				}
+				ns.Labels[corev1.LabelMetadataName] = ns.Name
 			}
 		},
 		PrepareCreate: func(obj runtime.Object) { prepareCreateNamespace(obj.(*corev1.Namespace)) },
