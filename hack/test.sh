@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need when missing, then
+# `go vet ./...` and `go test ./...`, with go test's normal output so CI can
+# read the summary.
+#
+# Usage: hack/test.sh [go test flags or packages]
+#   e.g. hack/test.sh -run TestSystemNamespacesExist ./test/integration
+# Environment: GO_TEST_TIMEOUT (default 10m) bounds each test binary, so a hung
+# test fails well inside CI's 30 minutes.
+set -euo pipefail
+
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$SKIFF_ROOT"
+
+skiff::install_deps
+skiff::ensure_go
+
+args=("$@")
+if ((${#args[@]} == 0)); then
+	args=(./...)
+fi
+# Packages named on the command line are vetted too; flags are go test's.
+vet_pkgs=()
+for a in "${args[@]}"; do
+	[[ "$a" == ./* || "$a" == github.com/* ]] && vet_pkgs+=("$a")
+done
+((${#vet_pkgs[@]})) || vet_pkgs=(./...)
+
+start=$SECONDS
+skiff::log "go version: $(go env GOVERSION); $(nproc) CPUs"
+skiff::log "go vet ${vet_pkgs[*]}"
+go vet "${vet_pkgs[@]}"
+skiff::log "go test -timeout ${GO_TEST_TIMEOUT:-10m} ${args[*]}"
+go test -timeout "${GO_TEST_TIMEOUT:-10m}" "${args[@]}"
+skiff::log "all tests passed in $((SECONDS - start))s"
