@@ -32,8 +32,8 @@ type cacheWatcher struct {
 
 // Watch implements Interface from the cache. resourceVersion "" or "0"
 // starts with the cached state as ADDED events; a revision inside the
-// event window replays what followed it; an older one gets a single ERROR
-// event (410 Gone, reason Expired) so the client relists.
+// event window replays what followed it; an older one is served from etcd's
+// history, which answers 410 Gone (reason Expired) once compacted.
 func (c *Cacher) Watch(ctx context.Context, prefix string, opts WatchOptions) (watch.Interface, error) {
 	rv, err := ParseResourceVersion(opts.ResourceVersion)
 	if err != nil {
@@ -70,9 +70,12 @@ func (c *Cacher) Watch(ctx context.Context, prefix string, opts WatchOptions) (w
 		}
 		w.startRev = c.rev
 	case rv < c.oldest:
-		oldest := c.oldest
+		// Older than the cache remembers (a client resuming after a server
+		// restart, say): etcd still has the history unless it compacted
+		// it, so this one watcher reads it there, and gets 410 Gone only
+		// when etcd cannot replay it either.
 		c.mu.Unlock()
-		return expiredWatch(rv, oldest), nil
+		return c.cfg.Store.Watch(ctx, prefix, opts)
 	default:
 		for i := range c.count {
 			ce := c.events[(c.head+i)%len(c.events)]

@@ -192,8 +192,8 @@ func TestWatchTooOld(t *testing.T) {
 			}
 			return s, s
 		}},
-		{name: "cacher beyond its window", setup: func(t *testing.T) (Interface, *Etcd) {
-			s, _ := newPodStore(t)
+		{name: "cacher beyond its window and etcd compacted", setup: func(t *testing.T) (Interface, *Etcd) {
+			s, client := newPodStore(t)
 			c := newPodCacher(t, s, func(cfg *CacherConfig) { cfg.EventBufferSize = 2 })
 			mustCreate(t, s, makePod("ns", "x").obj())
 			var last *corev1.Pod
@@ -201,6 +201,9 @@ func TestWatchTooOld(t *testing.T) {
 				last = mustUpdate(t, s, podPrefix+"ns/x", func(p *corev1.Pod) { p.Spec.Hostname = strconv.Itoa(i) })
 			}
 			waitRevision(t, c, rvOf(t, last))
+			if _, err := client.Compact(context.Background(), rvOf(t, last)); err != nil {
+				t.Fatal(err)
+			}
 			return c, s
 		}},
 	}
@@ -223,6 +226,33 @@ func TestWatchTooOld(t *testing.T) {
 			}
 			expectClosed(t, wi)
 		})
+	}
+}
+
+// TestCacherReplaysOlderThanWindowFromEtcd: a watch from a revision the
+// cache no longer holds (a client resuming after a server restart) gets
+// every change since then from etcd's history, not 410.
+func TestCacherReplaysOlderThanWindowFromEtcd(t *testing.T) {
+	t.Parallel()
+	s, _ := newPodStore(t)
+	first := mustCreate(t, s, makePod("ns", "x").obj())
+	c := newPodCacher(t, s, func(cfg *CacherConfig) { cfg.EventBufferSize = 2 })
+	var last *corev1.Pod
+	for i := range 3 {
+		last = mustUpdate(t, s, podPrefix+"ns/x", func(p *corev1.Pod) { p.Spec.Hostname = strconv.Itoa(i) })
+	}
+	waitRevision(t, c, rvOf(t, last))
+	wi, err := c.Watch(context.Background(), podPrefix, WatchOptions{ResourceVersion: first.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wi.Stop()
+	evs := collect(t, wi, 3, false)
+	for i, ev := range evs {
+		p, ok := ev.Object.(*corev1.Pod)
+		if ev.Type != watch.Modified || !ok || p.Spec.Hostname != strconv.Itoa(i) {
+			t.Fatalf("event %d = %s %#v, want MODIFIED with hostname %d", i, ev.Type, ev.Object, i)
+		}
 	}
 }
 
