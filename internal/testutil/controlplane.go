@@ -88,6 +88,12 @@ func (cp *ControlPlane) start() {
 	cp.Client = kubernetes.NewForConfigOrDie(rc)
 }
 
+// EtcdEndpoint returns the embedded etcd's client URL, for tests that
+// reach under the API server (to compact history, say).
+func (cp *ControlPlane) EtcdEndpoint() string {
+	return fmt.Sprintf("http://127.0.0.1:%d", cp.cfg.EtcdClientPort)
+}
+
 // Server returns the running server.
 func (cp *ControlPlane) Server() *server.Server { return cp.srv }
 

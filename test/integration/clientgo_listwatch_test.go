@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"slices"
 	"strconv"
 	"sync"
@@ -356,7 +357,7 @@ func TestClientGoListPagingAndResourceVersion(t *testing.T) {
 			t.Errorf("notOlderThan %s: v=%s rv=%s", after.ResourceVersion, find(l), l.ResourceVersion)
 		}
 		// "0": any state, served from the watch cache; it becomes current.
-		testutil.Eventually(t, 5*time.Second, func() bool {
+		testutil.Eventually(t, 20*time.Second, func() bool {
 			l, err := cms.List(ctx, metav1.ListOptions{ResourceVersion: "0"})
 			return err == nil && find(l) == "2" && len(l.Items) >= 25
 		}, "list at resourceVersion 0 catches up with the update")
@@ -558,10 +559,22 @@ func TestClientGoWatchAcrossRestart(t *testing.T) {
 		t.Errorf("resumed watch saw %v, want %v", got, want)
 	}
 
-	// The restarted cache's window starts at its initial list: a revision
-	// from before it is gone, and says so in a way client-go decodes.
+	// Once etcd has compacted the history, a revision from before it is
+	// gone, and the server says so in a way client-go decodes.
 	t.Run("too old is 410 Gone", func(t *testing.T) {
-		w := watchConfigMaps(t, cp.Client, "", metav1.ListOptions{ResourceVersion: "1"})
+		ec, err := clientv3.New(clientv3.Config{Endpoints: []string{cp.EtcdEndpoint()}, DialTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ec.Close()
+		resp, err := ec.Get(ctx, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ec.Compact(ctx, resp.Header.Revision); err != nil {
+			t.Fatal(err)
+		}
+		w := watchConfigMaps(t, cp.Client, "", metav1.ListOptions{ResourceVersion: lastRV})
 		ev, ok := nextEvent(t, w, 10*time.Second)
 		if !ok || ev.Type != watch.Error {
 			t.Fatalf("got %s %#v, want ERROR", ev.Type, ev.Object)

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/skiffhq/skiff/internal/testutil"
 )
@@ -85,12 +86,18 @@ func readyFloor(t *testing.T, c kubernetes.Interface, ns, app string) (stop func
 
 func setImage(t *testing.T, c kubernetes.Interface, ns, name, image string) {
 	t.Helper()
-	d, err := c.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
+	// The controller writes the deployment too (revision annotation), so
+	// retry on conflict as any client must.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := c.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = image
+		_, err = c.AppsV1().Deployments(ns).Update(context.Background(), d, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	d.Spec.Template.Spec.Containers[0].Image = image
-	if _, err := c.AppsV1().Deployments(ns).Update(context.Background(), d, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

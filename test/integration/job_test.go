@@ -275,7 +275,7 @@ func TestJobController(t *testing.T) {
 		if r := failedReason(job); r != batchv1.JobReasonDeadlineExceeded {
 			t.Errorf("reason %q, want DeadlineExceeded", r)
 		}
-		testutil.Eventually(t, 5*time.Second, func() bool { return len(jobPods(t, c, job)) == 0 }, "active pods deleted")
+		testutil.Eventually(t, 20*time.Second, func() bool { return len(jobPods(t, c, job)) == 0 }, "active pods deleted")
 		waitEvent(t, c, ns, "slow", batchv1.JobReasonDeadlineExceeded)
 	})
 
@@ -307,7 +307,7 @@ func TestJobController(t *testing.T) {
 			_, err := c.BatchV1().Jobs(ns).Get(context.Background(), "short-lived", metav1.GetOptions{})
 			return apierrors.IsNotFound(err)
 		}, "job deleted after finishing")
-		testutil.Eventually(t, 5*time.Second, func() bool { return len(jobPods(t, c, job)) == 0 }, "pods deleted with the job")
+		testutil.Eventually(t, 20*time.Second, func() bool { return len(jobPods(t, c, job)) == 0 }, "pods deleted with the job")
 	})
 
 	t.Run("suspend", func(t *testing.T) {
@@ -315,7 +315,7 @@ func TestJobController(t *testing.T) {
 		ns := newNamespace(t, c)
 		startFakeKubelet(t, c, ns, 0, runForever)
 		job := create(t, ns, makeJob("paused", 2, 2))
-		testutil.Eventually(t, 5*time.Second, func() bool { return len(jobPods(t, c, job)) == 2 }, "two pods running")
+		testutil.Eventually(t, 20*time.Second, func() bool { return len(jobPods(t, c, job)) == 2 }, "two pods running")
 		err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 			cur, err := c.BatchV1().Jobs(ns).Get(context.Background(), "paused", metav1.GetOptions{})
 			if err != nil {
@@ -329,7 +329,7 @@ func TestJobController(t *testing.T) {
 			t.Fatal(err)
 		}
 		job = waitJobCondition(t, c, ns, "paused", batchv1.JobSuspended)
-		testutil.Eventually(t, 5*time.Second, func() bool { return len(jobPods(t, c, job)) == 0 }, "pods deleted on suspend")
+		testutil.Eventually(t, 20*time.Second, func() bool { return len(jobPods(t, c, job)) == 0 }, "pods deleted on suspend")
 		if job.Status.Failed != 0 {
 			t.Errorf("suspension counted %d failures", job.Status.Failed)
 		}
@@ -339,7 +339,7 @@ func TestJobController(t *testing.T) {
 // waitEvent waits for an Event with reason about the object named name.
 func waitEvent(t *testing.T, c kubernetes.Interface, ns, name, reason string) {
 	t.Helper()
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 20*time.Second, func() bool {
 		list, err := c.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			return false
