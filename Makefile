@@ -5,7 +5,6 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 GO      ?= go
 BIN     := bin/skiff
-GOFLAGS_BUILD ?=
 
 .PHONY: all build test bench vet fmt-check up down clean
 
@@ -13,13 +12,13 @@ all: build
 
 ## build: compile bin/skiff
 build:
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/skiff
+	./hack/build.sh $(BIN)
 
 ## test: install missing test dependencies, then go vet and go test ./...
 test:
 	./hack/test.sh
 
-## bench: build, start a server on free ports, measure API latencies and RSS
+## bench: build, start servers on free ports, measure API latencies, RSS and scheduler throughput (BENCH_FLAGS="--suite scheduler" for one suite)
 bench: build
 	$(GO) run ./hack/bench --skiff $(BIN) $(BENCH_FLAGS)
 

@@ -5,7 +5,7 @@
 # cannot parse its own version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH"
+command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 out="${1:-bin/skiff}"
 kver="$(go list -m -f '{{.Version}}' k8s.io/component-base | sed 's/^v0\./v1./')"
 minor="$(echo "$kver" | cut -d. -f2)"

@@ -43,7 +43,7 @@ skiff::install_deps
 skiff::ensure_go
 
 skiff::log "building bin/skiff (the first build downloads modules: a few minutes)"
-go build -o "$skiff_bin" ./cmd/skiff
+./hack/build.sh "$skiff_bin"
 
 mkdir -p "$SKIFF_DATA_DIR"
 if [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
