@@ -1,11 +1,17 @@
 // Command bench measures a real `skiff server`: it starts the binary on
 // free ports in a temporary data directory and drives it with client-go,
-// as any client would, then prints p50/p99 latencies and throughput of
+// as any client would. It has two suites, each printing a table next to
+// its goals. The api suite gives p50/p99 latencies and throughput of
 // ConfigMap create, get, update and list, the delay of watch events, the
-// server's idle memory and its start-up time, next to the goals.
+// server's idle memory and its start-up time. The scheduler suite gives
+// pods/s scheduled, for the scheduler alone on its cache (the Go
+// benchmark in internal/scheduler) and from pod creation to binding
+// through the API server at 1,000 and 5,000 Node objects, plus a
+// 3,000-replica Deployment on 100 nodes end to end.
 //
-//	go run ./hack/bench                 # builds bin/skiff first
-//	go run ./hack/bench --skiff bin/skiff --clients 1,8 --n 1000
+//	go run ./hack/bench                 # builds bin/skiff first; both suites
+//	go run ./hack/bench --skiff bin/skiff --suite api --clients 1,8 --n 1000
+//	go run ./hack/bench --suite scheduler --sched-pods 1000
 package main
 
 import (
@@ -34,6 +40,8 @@ type config struct {
 	lists    int
 	idle     time.Duration
 	keepData bool
+	suite    string
+	sched    schedConfig
 }
 
 func main() {
@@ -45,7 +53,13 @@ func main() {
 	flag.IntVar(&cfg.lists, "lists", 50, "lists per level")
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "how long the server idles before each RSS reading")
 	flag.BoolVar(&cfg.keepData, "keep", false, "keep the server's data directory and log")
+	flag.StringVar(&cfg.suite, "suite", "all", "what to measure: api, scheduler or all")
+	cfg.sched.flags()
 	flag.Parse()
+	if cfg.suite != "api" && cfg.suite != "scheduler" && cfg.suite != "all" {
+		fmt.Fprintf(os.Stderr, "bench: bad --suite %q: want api, scheduler or all\n", cfg.suite)
+		os.Exit(2)
+	}
 	for _, f := range strings.Split(clients, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || c < 1 {
@@ -79,6 +93,22 @@ func run(ctx context.Context, cfg config) (err error) {
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
+	if cfg.suite == "api" || cfg.suite == "all" {
+		if err := runAPI(ctx, cfg, bin); err != nil {
+			return err
+		}
+	}
+	if cfg.suite == "scheduler" || cfg.suite == "all" {
+		if cfg.suite == "all" {
+			fmt.Println()
+		}
+		return runScheduler(ctx, cfg, bin)
+	}
+	return nil
+}
+
+// runAPI is the api suite: one server, ConfigMap latencies, memory.
+func runAPI(ctx context.Context, cfg config, bin string) (err error) {
 	dir, err := os.MkdirTemp("", "skiff-bench-")
 	if err != nil {
 		return err

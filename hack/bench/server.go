@@ -30,8 +30,9 @@ type serverProc struct {
 	exited  chan error
 }
 
-// startServer starts bin in a fresh data directory under dir.
-func startServer(ctx context.Context, bin, dir string) (*serverProc, error) {
+// startServer starts bin in a fresh data directory under dir, with extra
+// flags appended.
+func startServer(ctx context.Context, bin, dir string, extra ...string) (*serverProc, error) {
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
@@ -43,7 +44,7 @@ func startServer(ctx context.Context, bin, dir string) (*serverProc, error) {
 		return nil, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(bin, "server",
+	args := append([]string{"server",
 		"--data-dir", dataDir,
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",
@@ -51,7 +52,8 @@ func startServer(ctx context.Context, bin, dir string) (*serverProc, error) {
 		"--etcd-client-port", strconv.Itoa(ports[1]),
 		"--etcd-peer-port", strconv.Itoa(ports[2]),
 		"--disable-agent",
-	)
+	}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group, so a Ctrl-C meant for the benchmark does not
 	// reach the server before the benchmark stops it.

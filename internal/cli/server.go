@@ -8,6 +8,9 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"github.com/skiffhq/skiff/internal/controller/nodeipam"
+	"github.com/skiffhq/skiff/internal/controller/nodelifecycle"
+	"github.com/skiffhq/skiff/internal/controller/podgc"
 	"github.com/skiffhq/skiff/internal/server"
 )
 
@@ -20,6 +23,11 @@ func newServerCommand(start time.Time) *cobra.Command {
 		Short: "Run a control plane: embedded etcd, API server and controllers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Upstream's flag: zero or less turns terminated-pod GC off;
+			// in Config zero means the default.
+			if cfg.TerminatedPodGCThreshold <= 0 {
+				cfg.TerminatedPodGCThreshold = -1
+			}
 			cfg.Logger = newLogger(logLevel)
 			slog.SetDefault(cfg.Logger)
 			// client-go (leader election, informers) logs through klog.
@@ -47,6 +55,11 @@ func newServerCommand(start time.Time) *cobra.Command {
 	f.StringVar(&cfg.NodePortRange, "service-node-port-range", server.DefaultNodePorts, "port range for NodePort Services")
 	f.StringSliceVar(&cfg.Disable, "disable", nil, "components not to run (scheduler, controller-manager)")
 	f.StringSliceVar(&cfg.DisableControllers, "disable-controllers", nil, "single controllers not to run (e.g. namespace)")
+	f.DurationVar(&cfg.NodeMonitorGracePeriod, "node-monitor-grace-period", nodelifecycle.DefaultGracePeriod, "how long a node may be silent before it is marked unreachable and tainted")
+	f.Int64Var(&cfg.DefaultNotReadyTolerationSeconds, "default-not-ready-toleration-seconds", server.DefaultTolerationSeconds, "tolerationSeconds of the not-ready:NoExecute toleration added to pods that have none")
+	f.Int64Var(&cfg.DefaultUnreachableTolerationSeconds, "default-unreachable-toleration-seconds", server.DefaultTolerationSeconds, "tolerationSeconds of the unreachable:NoExecute toleration added to pods that have none")
+	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", nodeipam.DefaultClusterCIDR, "IP range for pod networks; each node gets a /24 of it")
+	f.IntVar(&cfg.TerminatedPodGCThreshold, "terminated-pod-gc-threshold", podgc.DefaultTerminatedPodThreshold, "terminated pods kept before the oldest are deleted (0 or less: never)")
 	f.BoolVar(&disableAgent, "disable-agent", false, "run the control plane without a node agent")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd

@@ -34,6 +34,25 @@ type Context struct {
 	Logger    *slog.Logger
 	// Now is the clock; tests inject one.
 	Now func() time.Time
+	// Settings are the operator's cluster-wide controller settings.
+	Settings Settings
+}
+
+// Settings are the controller knobs `skiff server` takes as flags. They
+// ride in the Context, one struct shared by all controllers, rather than
+// as per-controller configs in the manager: the manager then knows nothing
+// about any controller, a Descriptor stays one line that copies the fields
+// it cares about into its package's own Config, and a new knob is a field
+// here plus a flag. Zero values mean "the controller's default".
+type Settings struct {
+	// NodeMonitorGracePeriod is how long a node may be silent before it is
+	// marked Ready=Unknown and tainted unreachable.
+	NodeMonitorGracePeriod time.Duration
+	// ClusterCIDR is the range node pod CIDRs are carved from.
+	ClusterCIDR string
+	// TerminatedPodGCThreshold is how many terminated pods may exist
+	// before pod GC deletes the oldest; negative disables that part.
+	TerminatedPodGCThreshold int
 }
 
 // Resource is one served kind, for controllers that act on all of them

@@ -193,6 +193,9 @@ type sched struct {
 	// nextStart rotates where filtering starts, so that with a cap on
 	// feasible nodes every node gets its turn.
 	nextStart int
+	// statusBuf is findNodesThatFit's per-node scratch, kept between
+	// attempts.
+	statusBuf []*framework.Status
 	// bind is the API call; the benchmark replaces it.
 	bind func(ctx context.Context, pod *corev1.Pod, node string) error
 	wg   sync.WaitGroup

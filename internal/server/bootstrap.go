@@ -58,21 +58,9 @@ func (s *Server) bootstrap(ctx context.Context, alloc *ipalloc.Allocator) error 
 			return err
 		}
 	}
-	return s.reconcileAPIEndpoints(ctx, portNum)
-}
-
-// reconcileAPIEndpoints lists this server in the `kubernetes` Service's
-// Endpoints, so in-cluster clients and agents can find it.
-func (s *Server) reconcileAPIEndpoints(ctx context.Context, port int) error {
-	ep := &corev1.Endpoints{
-		TypeMeta:   metav1.TypeMeta{Kind: "Endpoints", APIVersion: "v1"},
-		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"},
-		Subsets: []corev1.EndpointSubset{{
-			Addresses: []corev1.EndpointAddress{{IP: s.cfg.AdvertiseAddress}},
-			Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(port), Protocol: corev1.ProtocolTCP}},
-		}},
-	}
-	return s.ensure(ctx, ep)
+	// Endpoints default/kubernetes is kept by the lease-based reconciler
+	// (endpoints.go), which lists every live server, not just this one.
+	return nil
 }
 
 // ensure creates obj unless an object of its kind and name exists.

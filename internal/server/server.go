@@ -56,6 +56,25 @@ type Config struct {
 	Disable []string
 	// DisableControllers names single controllers not to run.
 	DisableControllers []string
+	// NodeMonitorGracePeriod is how long a node may be silent before it
+	// is marked unreachable; zero takes the controller's default.
+	NodeMonitorGracePeriod time.Duration
+	// DefaultNotReadyTolerationSeconds and
+	// DefaultUnreachableTolerationSeconds are the tolerationSeconds given
+	// to pods that do not set their own; zero takes
+	// DefaultTolerationSeconds.
+	DefaultNotReadyTolerationSeconds, DefaultUnreachableTolerationSeconds int64
+	// ClusterCIDR is where node pod CIDRs come from; empty takes the node
+	// IPAM controller's default.
+	ClusterCIDR string
+	// TerminatedPodGCThreshold is how many terminated pods may exist
+	// before the oldest are deleted; zero takes the default, negative
+	// turns that off.
+	TerminatedPodGCThreshold int
+	// APIServerLeaseDuration is how long this server's Lease in the
+	// `kubernetes` endpoints reconciler lives without renewal; zero takes
+	// DefaultAPIServerLeaseDuration.
+	APIServerLeaseDuration time.Duration
 	// StartTime is when the process started, for the readiness log line.
 	StartTime time.Time
 	Logger    *slog.Logger
@@ -118,9 +137,23 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.DefaultNotReadyTolerationSeconds == 0 {
+		cfg.DefaultNotReadyTolerationSeconds = DefaultTolerationSeconds
+	}
+	if cfg.DefaultUnreachableTolerationSeconds == 0 {
+		cfg.DefaultUnreachableTolerationSeconds = DefaultTolerationSeconds
+	}
+	if cfg.APIServerLeaseDuration == 0 {
+		cfg.APIServerLeaseDuration = DefaultAPIServerLeaseDuration
+	}
 	_, cidr, err := net.ParseCIDR(cfg.ServiceCIDR)
 	if err != nil {
 		return nil, fmt.Errorf("service CIDR: %w", err)
+	}
+	if cfg.ClusterCIDR != "" {
+		if _, _, err := net.ParseCIDR(cfg.ClusterCIDR); err != nil {
+			return nil, fmt.Errorf("cluster CIDR: %w", err)
+		}
 	}
 	lo, hi, ok := strings.Cut(cfg.NodePortRange, "-")
 	pmin, err1 := strconv.Atoi(lo)
@@ -239,6 +272,7 @@ func (s *Server) Run(parent context.Context) error {
 	}
 	kinds := resource.All()
 	prio := &priorityAdmission{}
+	tolerations := &defaultTolerations{notReady: s.cfg.DefaultNotReadyTolerationSeconds, unreachable: s.cfg.DefaultUnreachableTolerationSeconds}
 	spec, err := openapi.New(openapiKinds(kinds), openapi.Options{Version: apiserver.Version.GitVersion})
 	if err != nil {
 		return fmt.Errorf("openapi: %w", err)
@@ -246,7 +280,7 @@ func (s *Server) Run(parent context.Context) error {
 	api, err := apiserver.New(apiserver.Config{
 		Resources:       kinds,
 		Storage:         factory,
-		Admission:       []apiserver.Admitter{alloc, prio},
+		Admission:       []apiserver.Admitter{alloc, prio, tolerations},
 		ExternalAddress: net.JoinHostPort(s.cfg.AdvertiseAddress, port),
 		Metrics:         apiserver.NewMetrics(reg),
 		Logger:          s.log,
@@ -286,6 +320,7 @@ func (s *Server) Run(parent context.Context) error {
 	if err := s.bootstrap(ctx, alloc); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
+	s.startEndpointsReconciler(compCtx)
 	if err := s.startControllers(compCtx, kinds); err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}

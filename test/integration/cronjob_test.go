@@ -95,7 +95,7 @@ func TestCronJobController(t *testing.T) {
 	waitJobs := func(t *testing.T, ns, name string, n int) []batchv1.Job {
 		t.Helper()
 		var jobs []batchv1.Job
-		testutil.Eventually(t, 5*time.Second, func() bool {
+		testutil.Eventually(t, 20*time.Second, func() bool {
 			jobs = cronJobs(t, c, ns, name)
 			return len(jobs) == n
 		}, "%d jobs of cronjob %s", n, name)
@@ -118,7 +118,7 @@ func TestCronJobController(t *testing.T) {
 		}
 		clk.Step(time.Minute)
 		waitJobs(t, ns, "every", 2)
-		testutil.Eventually(t, 5*time.Second, func() bool {
+		testutil.Eventually(t, 20*time.Second, func() bool {
 			cj, err := c.BatchV1().CronJobs(ns).Get(context.Background(), "every", metav1.GetOptions{})
 			return err == nil && len(cj.Status.Active) == 2 && cj.Status.LastScheduleTime != nil &&
 				cj.Status.LastScheduleTime.Time.Equal(first.Add(time.Minute))
@@ -151,18 +151,18 @@ func TestCronJobController(t *testing.T) {
 			}
 			name := "tidy-" + strconv.FormatInt(clk.Now().Unix()/60, 10)
 			names = append(names, name)
-			testutil.Eventually(t, 5*time.Second, func() bool {
+			testutil.Eventually(t, 20*time.Second, func() bool {
 				j, err := c.BatchV1().Jobs(ns).Get(context.Background(), name, metav1.GetOptions{})
 				return err == nil && j.Status.Succeeded == 1
 			}, "job %s succeeds", name)
 		}
-		testutil.Eventually(t, 5*time.Second, func() bool {
+		testutil.Eventually(t, 20*time.Second, func() bool {
 			jobs := cronJobs(t, c, ns, "tidy")
 			return len(jobs) == 1 && jobs[0].Name == names[2]
 		}, "only the newest job %s kept", names[2])
 		waitEvent(t, c, ns, "tidy", "SuccessfulDelete")
 		waitEvent(t, c, ns, "tidy", "SawCompletedJob")
-		testutil.Eventually(t, 5*time.Second, func() bool {
+		testutil.Eventually(t, 20*time.Second, func() bool {
 			cj, err := c.BatchV1().CronJobs(ns).Get(context.Background(), "tidy", metav1.GetOptions{})
 			return err == nil && cj.Status.LastSuccessfulTime != nil && len(cj.Status.Active) == 0
 		}, "lastSuccessfulTime set, nothing active")

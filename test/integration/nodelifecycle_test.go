@@ -111,7 +111,7 @@ func TestNodeLifecycle(t *testing.T) {
 		}
 		nlPod(t, c, ns, "short", "nl-silent", unreachable(ptr(int64(1))))
 		nlPod(t, c, ns, "forever", "nl-silent", unreachable(nil))
-		nlPod(t, c, ns, "default", "nl-silent") // the API server's 300 s
+		nlPod(t, c, ns, "default", "nl-silent") // admission's default seconds
 
 		// Renewals keep it healthy past the grace period.
 		renewedUntil := time.Now().Add(3 * time.Second)
@@ -154,7 +154,66 @@ func TestNodeLifecycle(t *testing.T) {
 			return false
 		}, "pods on the node marked not ready")
 		if nlEvicted(c, ns, "forever") || nlEvicted(c, ns, "default") {
-			t.Errorf("pods tolerating the taint (forever, 300 s) were evicted")
+			t.Errorf("pods tolerating the taint (forever, default seconds) were evicted")
+		}
+
+		// The node comes back: its Lease is renewed and it reports Ready
+		// again, so the health taints go and the pods stay.
+		again := make(chan struct{})
+		t.Cleanup(func() { close(again) })
+		nlResumeLease(t, c, "nl-silent", again)
+		n, err = c.CoreV1().Nodes().Get(testCtx(t), "nl-silent", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := metav1.Now()
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			LastHeartbeatTime: now, LastTransitionTime: now}}
+		if _, err := c.CoreV1().Nodes().UpdateStatus(testCtx(t), n, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("node ready again: %v", err)
+		}
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			n, err := c.CoreV1().Nodes().Get(context.Background(), "nl-silent", metav1.GetOptions{})
+			return err == nil && len(n.Spec.Taints) == 0
+		}, "taints removed from the node that came back")
+		// Stays clean across several health checks while renewing.
+		checkUntil := time.Now().Add(time.Second)
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			n, err := c.CoreV1().Nodes().Get(context.Background(), "nl-silent", metav1.GetOptions{})
+			if err != nil || len(n.Spec.Taints) != 0 {
+				t.Fatalf("returned node tainted again: %v %v", n.Spec.Taints, err)
+			}
+			return time.Now().After(checkUntil)
+		}, "node stays untainted")
+		if nlEvicted(c, ns, "default") {
+			t.Errorf("pod on the returned node was evicted")
 		}
 	})
+}
+
+// nlResumeLease renews the node's existing Lease until stop is closed.
+func nlResumeLease(t *testing.T, c kubernetes.Interface, node string, stop <-chan struct{}) {
+	t.Helper()
+	leases := c.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	renew := func() {
+		l, err := leases.Get(context.Background(), node, metav1.GetOptions{})
+		if err != nil {
+			return
+		}
+		l.Spec.RenewTime = ptr(metav1.NewMicroTime(time.Now()))
+		_, _ = leases.Update(context.Background(), l, metav1.UpdateOptions{})
+	}
+	renew()
+	go func() {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				renew()
+			}
+		}
+	}()
 }

@@ -13,10 +13,6 @@ import (
 // Upstream's wording, kept verbatim because clients and people grep for it.
 const podUpdateForbidden = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"
 
-// defaultTolerationSeconds is how long pods stay on a not-ready or
-// unreachable node before eviction, upstream's DefaultTolerationSeconds.
-const defaultTolerationSeconds int64 = 300
-
 // Pods describes core/v1 pods.
 func Pods() *Resource {
 	return &Resource{
@@ -79,8 +75,9 @@ func defaultPod(pod *corev1.Pod) {
 }
 
 // prepareCreatePod does what upstream's admission and create strategy do
-// to a new pod: service account, priority and default tolerations, then a
-// fresh Pending status. It defaults first so the QoS class sees requests
+// to a new pod: service account and priority, then a fresh Pending status
+// (default tolerations are the server's admission, as their durations are
+// flags). It defaults first so the QoS class sees requests
 // filled from limits whatever order the server calls these in.
 func prepareCreatePod(pod *corev1.Pod) {
 	defaultPod(pod)
@@ -93,29 +90,7 @@ func prepareCreatePod(pod *corev1.Pod) {
 	if pod.Spec.Priority == nil && pod.Spec.PriorityClassName == "" {
 		pod.Spec.Priority = corePtr(int32(0))
 	}
-	addDefaultTolerations(pod)
 	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: podQOSClass(&pod.Spec)}
-}
-
-// addDefaultTolerations gives pods that say nothing about node failure a
-// bounded tolerance of not-ready and unreachable nodes, so they are evicted
-// after five minutes rather than at once (or never).
-func addDefaultTolerations(pod *corev1.Pod) {
-	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
-		covered := false
-		for _, t := range pod.Spec.Tolerations {
-			if (t.Key == key || t.Key == "") && (t.Effect == corev1.TaintEffectNoExecute || t.Effect == "") {
-				covered = true
-				break
-			}
-		}
-		if !covered {
-			pod.Spec.Tolerations = append(pod.Spec.Tolerations, corev1.Toleration{
-				Key: key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute,
-				TolerationSeconds: corePtr(defaultTolerationSeconds),
-			})
-		}
-	}
 }
 
 // podQOSClass classes a pod as upstream does, from its CPU and memory

@@ -27,17 +27,16 @@ func TestPrepareCreatePod(t *testing.T) {
 		res  corev1.ResourceRequirements
 		tols []corev1.Toleration
 		qos  corev1.PodQOSClass
-		// wantTols is how many tolerations the pod ends with.
+		// wantTols is how many tolerations the pod ends with: default
+		// tolerations are the server's admission, not the kind's.
 		wantTols int
 	}{
-		{"best effort gets both default tolerations", corev1.ResourceRequirements{}, nil, corev1.PodQOSBestEffort, 2},
-		{"limits only are guaranteed", coreResources("", "1"), nil, corev1.PodQOSGuaranteed, 2},
-		{"requests below limits are burstable", coreResources("1", "2"), nil, corev1.PodQOSBurstable, 2},
-		{"requests only are burstable", coreResources("1", ""), nil, corev1.PodQOSBurstable, 2},
-		{"own not-ready toleration kept", corev1.ResourceRequirements{},
-			[]corev1.Toleration{{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}}, corev1.PodQOSBestEffort, 2},
-		{"wildcard toleration covers both", corev1.ResourceRequirements{},
-			[]corev1.Toleration{{Operator: corev1.TolerationOpExists}}, corev1.PodQOSBestEffort, 1},
+		{"best effort, no tolerations added", corev1.ResourceRequirements{}, nil, corev1.PodQOSBestEffort, 0},
+		{"limits only are guaranteed", coreResources("", "1"), nil, corev1.PodQOSGuaranteed, 0},
+		{"requests below limits are burstable", coreResources("1", "2"), nil, corev1.PodQOSBurstable, 0},
+		{"requests only are burstable", coreResources("1", ""), nil, corev1.PodQOSBurstable, 0},
+		{"own toleration kept", corev1.ResourceRequirements{},
+			[]corev1.Toleration{{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}}, corev1.PodQOSBestEffort, 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

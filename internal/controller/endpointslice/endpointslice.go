@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
@@ -189,40 +188,12 @@ func (c *Controller) sliceDeleted(obj any) {
 
 // Run processes Services until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ctx.Err()
-	}
-	for i := 0; i < c.cfg.Workers; i++ {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-	return nil
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		err := c.sync(ctx, key)
-		switch {
-		case err == nil:
-			c.queue.Forget(key)
-		case errors.Is(err, errStale):
-			c.queue.AddRateLimited(key)
-		default:
-			c.log.Warn("sync failed", "service", key, "err", err)
-			c.queue.AddRateLimited(key)
-		}
-		c.queue.Done(key)
-	}
+	return controller.RunWorkers(ctx, c.queue, c.cfg.Workers, c.synced, c.sync, c.log)
 }
 
 // errStale means the informer has not yet seen this controller's last
 // writes; acting on it could create duplicate slices.
-var errStale = errors.New("endpointslice cache behind own writes")
+var errStale = fmt.Errorf("endpointslice cache behind own writes: %w", controller.ErrRetry)
 
 // sync brings one Service's slices to what its pods say.
 func (c *Controller) sync(ctx context.Context, key string) error {

@@ -44,6 +44,8 @@ type Config struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Identity of this manager in the Lease; default from package leader.
 	Identity string
+	// Settings are handed to every controller through its Context.
+	Settings controller.Settings
 	Logger   *slog.Logger
 }
 
@@ -113,6 +115,7 @@ func (m *Manager) runControllers(ctx context.Context) error {
 		Resources: m.cfg.Resources,
 		Logger:    m.cfg.Logger,
 		Now:       time.Now,
+		Settings:  m.cfg.Settings,
 	}
 	var wg sync.WaitGroup
 	for _, d := range m.cfg.Controllers {

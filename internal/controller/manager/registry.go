@@ -12,6 +12,7 @@ import (
 	"github.com/skiffhq/skiff/internal/controller/namespace"
 	"github.com/skiffhq/skiff/internal/controller/nodeipam"
 	"github.com/skiffhq/skiff/internal/controller/nodelifecycle"
+	"github.com/skiffhq/skiff/internal/controller/podgc"
 	"github.com/skiffhq/skiff/internal/controller/replicaset"
 	"github.com/skiffhq/skiff/internal/controller/serviceaccount"
 	"github.com/skiffhq/skiff/internal/controller/statefulset"
@@ -29,6 +30,7 @@ func Controllers() []controller.Descriptor {
 		garbagecollector.Descriptor,
 		nodelifecycle.Descriptor,
 		nodeipam.Descriptor,
+		podgc.Descriptor,
 		serviceaccount.Descriptor,
 		job.Descriptor,
 		cronjob.Descriptor,

@@ -15,7 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -88,40 +87,12 @@ const workers = 2
 
 // Run processes namespaces until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
-		return ctx.Err()
-	}
-	for i := 0; i < workers; i++ {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-	return nil
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		err := c.sync(ctx, key)
-		switch {
-		case err == nil:
-			c.queue.Forget(key)
-		case errors.Is(err, errNotEmpty):
-			c.queue.AddRateLimited(key)
-		default:
-			c.log.Warn("sync failed", "namespace", key, "err", err)
-			c.queue.AddRateLimited(key)
-		}
-		c.queue.Done(key)
-	}
+	return controller.RunWorkers(ctx, c.queue, workers, []cache.InformerSynced{c.synced}, c.sync, c.log)
 }
 
 // errNotEmpty means contents are still going away (finalizers, grace
 // periods): try again later.
-var errNotEmpty = errors.New("namespace not empty yet")
+var errNotEmpty = fmt.Errorf("namespace not empty yet: %w", controller.ErrRetry)
 
 // sync deletes a terminating namespace's contents and then finalizes it.
 func (c *Controller) sync(ctx context.Context, name string) error {

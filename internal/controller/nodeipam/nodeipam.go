@@ -36,7 +36,9 @@ const (
 )
 
 // Descriptor registers the controller with the manager.
-var Descriptor = controller.Descriptor{Name: Name, New: func(c *controller.Context) (controller.Interface, error) { return New(c, Config{}) }}
+var Descriptor = controller.Descriptor{Name: Name, New: func(c *controller.Context) (controller.Interface, error) {
+	return New(c, Config{ClusterCIDR: c.Settings.ClusterCIDR})
+}}
 
 // Config sets the address plan; zero values take the defaults.
 type Config struct {

@@ -30,12 +30,16 @@ import (
 // Name is the controller's name in logs and the controller registry.
 const Name = "nodelifecycle"
 
-// Upstream defaults.
+// Defaults.
 const (
 	// DefaultGracePeriod is how long a node may stay silent before it is
-	// considered unreachable (upstream's node-monitor-grace-period).
-	DefaultGracePeriod = 40 * time.Second
-	// DefaultMonitorPeriod is how often node health is checked.
+	// considered unreachable (node-monitor-grace-period). Upstream waits
+	// 40 s; agents renew their Lease every 10 s, so 20 s is two missed
+	// renewals: one slow heartbeat does not trip it, and the time to
+	// notice a dead node is halved (docs/node-failure.md).
+	DefaultGracePeriod = 20 * time.Second
+	// DefaultMonitorPeriod is how often node health is checked, as
+	// upstream's node-monitor-period.
 	DefaultMonitorPeriod = 5 * time.Second
 )
 
@@ -47,7 +51,9 @@ const LeaseNamespace = corev1.NamespaceNodeLease
 const podNodeIndex = "nodelifecycle/nodeName"
 
 // Descriptor registers the controller with the manager.
-var Descriptor = controller.Descriptor{Name: Name, New: func(c *controller.Context) (controller.Interface, error) { return New(c, Config{}) }}
+var Descriptor = controller.Descriptor{Name: Name, New: func(c *controller.Context) (controller.Interface, error) {
+	return New(c, Config{GracePeriod: c.Settings.NodeMonitorGracePeriod})
+}}
 
 // Config tunes the controller; zero values take upstream's defaults, so
 // node-failure handling can be made faster (tests, small clusters).

@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -89,29 +88,7 @@ func New(cc *controller.Context) (*Controller, error) {
 
 // Run processes namespaces until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ctx.Err()
-	}
-	go wait.UntilWithContext(ctx, c.worker, time.Second)
-	<-ctx.Done()
-	return nil
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		ns, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		if err := c.sync(ctx, ns); err != nil {
-			c.log.Warn("sync failed", "namespace", ns, "err", err)
-			c.queue.AddRateLimited(ns)
-		} else {
-			c.queue.Forget(ns)
-		}
-		c.queue.Done(ns)
-	}
+	return controller.RunWorkers(ctx, c.queue, 1, c.synced, c.sync, c.log)
 }
 
 // sync creates the namespace's default ServiceAccount if it is missing.

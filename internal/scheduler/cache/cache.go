@@ -40,6 +40,19 @@ type Cache struct {
 	last       *Snapshot
 }
 
+// resetDirty empties the dirty set. A map that grew large (the first
+// snapshot, a relist) is replaced rather than cleared: ranging over a
+// cleared map still walks its whole capacity, and the next update
+// ranges over it every attempt.
+func (c *Cache) resetDirty() {
+	c.structural = false
+	if len(c.dirty) > 64 {
+		c.dirty = map[string]struct{}{}
+		return
+	}
+	clear(c.dirty)
+}
+
 func (c *Cache) touch(name string, structural bool) {
 	c.dirty[name] = struct{}{}
 	c.structural = c.structural || structural
@@ -218,6 +231,10 @@ type Snapshot struct {
 	// pos is each node's index in list, affinity and antiAff (-1: absent).
 	pos        map[string][3]int
 	generation int64
+	// pods indexes the pods by namespace; labels caches LabelValues and
+	// is dropped whenever a Node object changes.
+	pods   podIndex
+	labels map[string]framework.LabelCount
 }
 
 var _ framework.SharedLister = (*Snapshot)(nil)
@@ -251,21 +268,39 @@ func (c *Cache) UpdateSnapshot(s *Snapshot) {
 	if s != c.last || s.list == nil {
 		c.fullUpdate(s)
 		c.last = s
-		clear(c.dirty)
-		c.structural = false
+		c.resetDirty()
 		return
 	}
 	rebuild := c.structural
+	// The pod index is patched node by node: first every changed node's
+	// old copy leaves, then every new copy enters, so a pod that moved
+	// between two changed nodes ends on the right one.
+	var olds, news []*framework.NodeInfo
+	defer func() {
+		for _, ni := range olds {
+			s.pods.remove(ni)
+		}
+		for _, ni := range news {
+			s.pods.add(ni)
+		}
+	}()
 	for name := range c.dirty {
 		ni, ok := c.nodes[name]
+		old := s.infos[name]
+		olds = append(olds, old)
 		if !ok {
 			delete(s.infos, name)
+			s.labels = nil
 			rebuild = true
 			continue
 		}
 		cp := c.clone(ni)
-		if s.infos[name] == nil {
+		news = append(news, cp)
+		if old == nil {
 			rebuild = true
+		}
+		if old == nil || old.Node() != cp.Node() {
+			s.labels = nil
 		}
 		s.infos[name] = cp
 		s.generation = max(s.generation, ni.Generation)
@@ -273,8 +308,7 @@ func (c *Cache) UpdateSnapshot(s *Snapshot) {
 			s.replace(name, cp)
 		}
 	}
-	clear(c.dirty)
-	c.structural = false
+	c.resetDirty()
 	if rebuild {
 		c.rebuildLists(s)
 	}
@@ -292,6 +326,10 @@ func (c *Cache) fullUpdate(s *Snapshot) {
 		if _, ok := c.nodes[name]; !ok {
 			delete(s.infos, name)
 		}
+	}
+	s.pods, s.labels = podIndex{}, nil
+	for _, ni := range s.infos {
+		s.pods.add(ni)
 	}
 	c.rebuildLists(s)
 }

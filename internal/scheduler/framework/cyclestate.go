@@ -18,6 +18,15 @@ type CycleState struct {
 	// PreFilter/PreScore returned Skip.
 	SkipFilterPlugins map[string]bool
 	SkipScorePlugins  map[string]bool
+	// filters are the Filter plugins this attempt runs, fixed once
+	// PreFilter has run (prepared), so filtering thousands of nodes does
+	// not look every plugin up in SkipFilterPlugins on every node.
+	filters  []FilterPlugin
+	prepared bool
+	// noNominated records that no pod was nominated anywhere when the
+	// attempt began; nominations change only between attempts (the loop
+	// writes them), so filtering skips the nominator's lock per node.
+	noNominated bool
 }
 
 // NewCycleState makes an empty state.
@@ -33,7 +42,10 @@ func (c *CycleState) Write(key StateKey, data StateData) { c.data[key] = data }
 
 // Clone deep-copies the state.
 func (c *CycleState) Clone() *CycleState {
-	n := &CycleState{data: make(map[StateKey]StateData, len(c.data)), SkipFilterPlugins: c.SkipFilterPlugins, SkipScorePlugins: c.SkipScorePlugins}
+	n := &CycleState{
+		data: make(map[StateKey]StateData, len(c.data)), SkipFilterPlugins: c.SkipFilterPlugins, SkipScorePlugins: c.SkipScorePlugins,
+		filters: c.filters, prepared: c.prepared, noNominated: c.noNominated,
+	}
 	for k, v := range c.data {
 		n.data[k] = v.Clone()
 	}

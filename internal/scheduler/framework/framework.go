@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -199,7 +200,31 @@ func (f *Framework) RunPreFilterPlugins(ctx context.Context, state *CycleState, 
 			}
 		}
 	}
+	f.prepareFilters(state)
 	return result, nil
+}
+
+// nominationCounter is a nominator that can tell cheaply whether any pod
+// is nominated at all.
+type nominationCounter interface {
+	NumNominated() int
+}
+
+// prepareFilters fixes, once per attempt, which filters run and whether
+// nominated pods need looking at: the per-node path then does neither.
+func (f *Framework) prepareFilters(state *CycleState) {
+	filters := make([]FilterPlugin, 0, len(f.filters))
+	for _, p := range f.filters {
+		if !state.SkipFilterPlugins[p.Name()] {
+			filters = append(filters, p)
+		}
+	}
+	state.filters = filters
+	state.prepared = true
+	state.noNominated = f.opts.Nominator == nil
+	if c, ok := f.opts.Nominator.(nominationCounter); ok && c.NumNominated() == 0 {
+		state.noNominated = true
+	}
 }
 
 // RunPreFilterExtensionAddPod implements PluginsRunner.
@@ -231,8 +256,12 @@ func (f *Framework) RunPreFilterExtensionRemovePod(ctx context.Context, state *C
 // RunFilterPlugins runs the filters on one node and returns the first
 // rejection, naming its plugin.
 func (f *Framework) RunFilterPlugins(ctx context.Context, state *CycleState, pod *corev1.Pod, ni *NodeInfo) *Status {
-	for _, p := range f.filters {
-		if state.SkipFilterPlugins[p.Name()] {
+	filters := f.filters
+	if state.prepared {
+		filters = state.filters
+	}
+	for _, p := range filters {
+		if !state.prepared && state.SkipFilterPlugins[p.Name()] {
 			continue
 		}
 		if s := p.Filter(ctx, state, pod, ni); !s.IsSuccess() {
@@ -251,6 +280,9 @@ func (f *Framework) RunFilterPlugins(ctx context.Context, state *CycleState, pod
 // them, because a nominated pod might not arrive (upstream checks both, as
 // pod affinity may need the nominated pods absent or present).
 func (f *Framework) RunFilterPluginsWithNominatedPods(ctx context.Context, state *CycleState, pod *corev1.Pod, ni *NodeInfo) *Status {
+	if state.noNominated {
+		return f.RunFilterPlugins(ctx, state, pod, ni)
+	}
 	var nominated []*PodInfo
 	if f.opts.Nominator != nil && ni.Node() != nil {
 		for _, np := range f.opts.Nominator.NominatedPodsForNode(ni.Node().Name) {
@@ -290,16 +322,9 @@ func (f *Framework) RunPostFilterPlugins(ctx context.Context, state *CycleState,
 	return nil, last
 }
 
-// PluginScore is one plugin's weighted score of a node.
-type PluginScore struct {
-	Name  string
-	Score int64
-}
-
-// NodePluginScores is a node's scores by plugin and their sum.
+// NodePluginScores is a node's weighted score summed over the plugins.
 type NodePluginScores struct {
 	Name       string
-	Scores     []PluginScore
 	TotalScore int64
 }
 
@@ -319,6 +344,8 @@ func (f *Framework) RunPreScorePlugins(ctx context.Context, state *CycleState, p
 	return nil
 }
 
+var scorePool sync.Pool
+
 // RunScorePlugins scores every node with every plugin, normalises, applies
 // weights and sums.
 func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pod *corev1.Pod, nodes []*NodeInfo) ([]NodePluginScores, *Status) {
@@ -328,9 +355,21 @@ func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pod 
 			active = append(active, p)
 		}
 	}
+	// The per-plugin score arrays are scratch, returned to a pool at the
+	// end: at hundreds of nodes per attempt they were most of the
+	// scheduler's garbage.
+	scratch, _ := scorePool.Get().(*[]NodeScore)
+	if scratch == nil {
+		scratch = new([]NodeScore)
+	}
+	if cap(*scratch) < len(active)*len(nodes) {
+		*scratch = make([]NodeScore, len(active)*len(nodes))
+	}
+	defer scorePool.Put(scratch)
+	flatScores := (*scratch)[:len(active)*len(nodes)]
 	byPlugin := make([][]NodeScore, len(active))
 	for i := range active {
-		byPlugin[i] = make([]NodeScore, len(nodes))
+		byPlugin[i] = flatScores[i*len(nodes) : (i+1)*len(nodes) : (i+1)*len(nodes)]
 	}
 	errOnce := make(chan *Status, 1)
 	f.parallelizer.Until(ctx, len(nodes), func(n int) {
@@ -353,7 +392,7 @@ func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pod 
 	}
 	out := make([]NodePluginScores, len(nodes))
 	for n := range nodes {
-		out[n] = NodePluginScores{Name: nodes[n].Node().Name, Scores: make([]PluginScore, len(active))}
+		out[n] = NodePluginScores{Name: nodes[n].Node().Name}
 	}
 	for i, p := range active {
 		if ext := p.ScoreExtensions(); ext != nil {
@@ -366,7 +405,6 @@ func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pod 
 			if ns.Score < MinNodeScore || ns.Score > MaxNodeScore {
 				return nil, AsStatus(fmt.Errorf("plugin %q scored node %s %d, outside [%d, %d]", p.Name(), ns.Name, ns.Score, MinNodeScore, MaxNodeScore))
 			}
-			out[n].Scores[i] = PluginScore{Name: p.Name(), Score: ns.Score * w}
 			out[n].TotalScore += ns.Score * w
 		}
 	}

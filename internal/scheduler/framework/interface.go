@@ -111,6 +111,28 @@ type SharedLister interface {
 	HavePodsWithRequiredAntiAffinityList() []*NodeInfo
 	// Get returns one node, or nil.
 	Get(name string) *NodeInfo
+	// PodsInNamespace returns the pods in namespace ns on listed nodes,
+	// each with its node, so plugins that count pods matching a selector
+	// need not walk every node. The slice must not be modified.
+	PodsInNamespace(ns string) []PodOnNode
+	// Namespaces lists the namespaces that have pods on listed nodes.
+	Namespaces() []string
+	// LabelValues counts the listed nodes by their value of a label key.
+	// It is for PreFilter and PreScore (one goroutine), not Filter.
+	LabelValues(key string) LabelCount
+}
+
+// PodOnNode is a pod and the node it is bound or assumed to.
+type PodOnNode struct {
+	Pod  *PodInfo
+	Node *NodeInfo
+}
+
+// LabelCount is how many nodes carry each value of a label key, and how
+// many carry the key at all.
+type LabelCount struct {
+	Values map[string]int
+	Nodes  int
 }
 
 // PodNominator knows which pods preemption nominated to which node.

@@ -109,20 +109,39 @@ func (p *InterPodAffinity) PreFilter(_ context.Context, state *framework.CycleSt
 		}
 	}
 	if len(pi.RequiredAffinityTerms) > 0 || len(pi.RequiredAntiAffinityTerms) > 0 {
-		nsCache := map[string]labels.Set{}
-		for _, ni := range lister.List() {
-			for _, existing := range ni.Pods {
-				ns, ok := nsCache[existing.Pod.Namespace]
-				if !ok {
-					ns = p.h.NamespaceLabels(existing.Pod.Namespace)
-					nsCache[existing.Pod.Namespace] = ns
-				}
-				s.incomingTermsOf(existing.Pod, ns, ni.Node(), 1)
+		// Only pods in the namespaces the terms look at can match, and the
+		// snapshot indexes pods by namespace: this walks those pods, not
+		// every node.
+		for _, ns := range termNamespaces(lister, pi) {
+			nsLabels := p.h.NamespaceLabels(ns)
+			for _, po := range lister.PodsInNamespace(ns) {
+				s.incomingTermsOf(po.Pod.Pod, nsLabels, po.Node.Node(), 1)
 			}
 		}
 	}
 	state.Write(filterKey, s)
 	return nil, nil
+}
+
+// termNamespaces lists the namespaces the pod's required terms can select
+// pods in: all of them when a term has a namespaceSelector.
+func termNamespaces(lister framework.SharedLister, pi *framework.PodInfo) []string {
+	seen := map[string]struct{}{}
+	for _, terms := range [][]framework.AffinityTerm{pi.RequiredAffinityTerms, pi.RequiredAntiAffinityTerms} {
+		for i := range terms {
+			if terms[i].NamespaceSelector != nil {
+				return lister.Namespaces()
+			}
+			for ns := range terms[i].Namespaces {
+				seen[ns] = struct{}{}
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for ns := range seen {
+		out = append(out, ns)
+	}
+	return out
 }
 
 // existingAntiOf counts the domains an existing pod's anti-affinity closes
@@ -193,9 +212,11 @@ func (p *InterPodAffinity) Filter(_ context.Context, state *framework.CycleState
 		return nil
 	}
 	node := ni.Node()
-	for k, v := range node.Labels {
-		if s.existingAnti[topologyPair{k, v}] > 0 {
-			return framework.NewStatus(framework.Unschedulable, ErrReasonExistingAntiAffinity)
+	if len(s.existingAnti) > 0 {
+		for k, v := range node.Labels {
+			if s.existingAnti[topologyPair{k, v}] > 0 {
+				return framework.NewStatus(framework.Unschedulable, ErrReasonExistingAntiAffinity)
+			}
 		}
 	}
 	for i := range s.podInfo.RequiredAntiAffinityTerms {

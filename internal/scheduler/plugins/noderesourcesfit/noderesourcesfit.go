@@ -93,6 +93,13 @@ func (*Fit) Filter(_ context.Context, state *framework.CycleState, pod *corev1.P
 // that is short, as upstream does. When a request exceeds the node's whole
 // allocatable, no preemption can help and the code says so.
 func Fits(req *framework.Resource, ni *framework.NodeInfo) *framework.Status {
+	a, u := ni.Allocatable, ni.Requested
+	// The common case, checked without allocating: this runs for every
+	// node of every attempt.
+	if int64(len(ni.Pods))+1 <= a.AllowedPodNumber && req.MilliCPU <= a.MilliCPU-u.MilliCPU &&
+		req.Memory <= a.Memory-u.Memory && req.EphemeralStorage <= a.EphemeralStorage-u.EphemeralStorage && len(req.Scalar) == 0 {
+		return nil
+	}
 	var reasons []string
 	unresolvable := false
 	short := func(name string, want, alloc, used int64) {
@@ -106,7 +113,6 @@ func Fits(req *framework.Resource, ni *framework.NodeInfo) *framework.Status {
 	if int64(len(ni.Pods))+1 > ni.Allocatable.AllowedPodNumber {
 		reasons = append(reasons, "Too many pods")
 	}
-	a, u := ni.Allocatable, ni.Requested
 	short(string(corev1.ResourceCPU), req.MilliCPU, a.MilliCPU, u.MilliCPU)
 	short(string(corev1.ResourceMemory), req.Memory, a.Memory, u.Memory)
 	short(string(corev1.ResourceEphemeralStorage), req.EphemeralStorage, a.EphemeralStorage, u.EphemeralStorage)

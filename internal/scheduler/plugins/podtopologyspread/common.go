@@ -109,3 +109,38 @@ func countMatching(pods []*framework.PodInfo, ns string, sel labels.Selector) in
 	}
 	return n
 }
+
+// countFromIndex fills matchNum from the snapshot's pod index instead of
+// walking every node. It applies when every listed node takes part in
+// every constraint's domains (the pod has no node selector or required
+// affinity to honour, no taint policy, and every node carries every key)
+// and reports whether it did; otherwise the caller walks the nodes.
+func countFromIndex(lister framework.SharedLister, pod *corev1.Pod, cs []constraint, matchNum map[pair]int64) bool {
+	total := len(lister.List())
+	pinned := len(pod.Spec.NodeSelector) > 0 || (pod.Spec.Affinity != nil && pod.Spec.Affinity.NodeAffinity != nil &&
+		pod.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil)
+	for i := range cs {
+		if cs[i].HonorTaints || (cs[i].HonorAffnity && pinned) || lister.LabelValues(cs[i].TopologyKey).Nodes != total {
+			return false
+		}
+	}
+	// Every domain exists, empty ones included: they are the minimum.
+	for i := range cs {
+		for v := range lister.LabelValues(cs[i].TopologyKey).Values {
+			matchNum[pair{cs[i].TopologyKey, v}] += 0
+		}
+	}
+	for _, po := range lister.PodsInNamespace(pod.Namespace) {
+		p := po.Pod.Pod
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		set := labels.Set(p.Labels)
+		for i := range cs {
+			if cs[i].Selector.Matches(set) {
+				matchNum[pair{cs[i].TopologyKey, po.Node.Node().Labels[cs[i].TopologyKey]}]++
+			}
+		}
+	}
+	return true
+}

@@ -2,6 +2,7 @@ package podtopologyspread
 
 import (
 	"context"
+	"maps"
 	"math"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,19 +20,56 @@ type pair struct{ key, value string }
 type preFilterState struct {
 	constraints []constraint
 	matchNum    map[pair]int64
+	// self[i] is 1 when constraint i's selector matches the incoming pod.
+	self []int64
+	// mins holds per key the least loaded domain's count and the number
+	// of domains, kept current by AddPod/RemovePod so that Filter, run
+	// on thousands of nodes, does not scan every domain each time.
+	mins map[string]minCount
+}
+
+type minCount struct {
+	lo      int64
+	domains int
 }
 
 func (s *preFilterState) Clone() framework.StateData {
-	c := &preFilterState{constraints: s.constraints, matchNum: make(map[pair]int64, len(s.matchNum))}
-	for k, v := range s.matchNum {
-		c.matchNum[k] = v
+	return &preFilterState{constraints: s.constraints, matchNum: maps.Clone(s.matchNum), self: s.self, mins: maps.Clone(s.mins)}
+}
+
+// computeMins recomputes the minimum of key (every key when empty).
+func (s *preFilterState) computeMins(key string) {
+	if s.mins == nil {
+		s.mins = map[string]minCount{}
 	}
-	return c
+	for i := range s.constraints {
+		k := s.constraints[i].TopologyKey
+		if key != "" && k != key {
+			continue
+		}
+		s.mins[k] = s.minMatch(k)
+	}
+}
+
+// bump changes one domain's count and keeps its key's minimum current,
+// rescanning the domains only when the minimum itself may have risen.
+func (s *preFilterState) bump(p pair, delta int64) {
+	old, existed := s.matchNum[p]
+	s.matchNum[p] = old + delta
+	m := s.mins[p.key]
+	switch {
+	case existed && delta < 0:
+		m.lo = min(m.lo, old+delta)
+		s.mins[p.key] = m
+	case existed && old > m.lo:
+	default:
+		s.computeMins(p.key)
+	}
 }
 
 // minMatch returns the least loaded domain's count for key and how many
 // domains the key has.
-func (s *preFilterState) minMatch(key string) (int64, int) {
+func (s *preFilterState) minMatch(key string) minCount {
 	lo, n := int64(math.MaxInt64), 0
 	for p, v := range s.matchNum {
 		if p.key == key {
@@ -42,7 +80,7 @@ func (s *preFilterState) minMatch(key string) (int64, int) {
 	if n == 0 {
 		lo = 0
 	}
-	return lo, n
+	return minCount{lo, n}
 }
 
 // Spread is the plugin.
@@ -74,20 +112,29 @@ func (p *Spread) PreFilter(_ context.Context, state *framework.CycleState, pod *
 	if len(cs) == 0 {
 		return nil, framework.NewStatus(framework.Skip)
 	}
-	s := &preFilterState{constraints: cs, matchNum: map[pair]int64{}}
-	for _, ni := range p.h.SnapshotSharedLister().List() {
-		node := ni.Node()
-		if !hasAllKeys(node, cs) {
-			continue
-		}
-		for i := range cs {
-			c := &cs[i]
-			if !c.nodeCounts(pod, node) {
-				continue
-			}
-			s.matchNum[pair{c.TopologyKey, node.Labels[c.TopologyKey]}] += countMatching(ni.Pods, pod.Namespace, c.Selector)
+	s := &preFilterState{constraints: cs, matchNum: map[pair]int64{}, self: make([]int64, len(cs))}
+	for i := range cs {
+		if cs[i].Selector.Matches(labels.Set(pod.Labels)) {
+			s.self[i] = 1
 		}
 	}
+	lister := p.h.SnapshotSharedLister()
+	if !countFromIndex(lister, pod, cs, s.matchNum) {
+		for _, ni := range lister.List() {
+			node := ni.Node()
+			if !hasAllKeys(node, cs) {
+				continue
+			}
+			for i := range cs {
+				c := &cs[i]
+				if !c.nodeCounts(pod, node) {
+					continue
+				}
+				s.matchNum[pair{c.TopologyKey, node.Labels[c.TopologyKey]}] += countMatching(ni.Pods, pod.Namespace, c.Selector)
+			}
+		}
+	}
+	s.computeMins("")
 	state.Write(filterKey, s)
 	return nil, nil
 }
@@ -116,7 +163,7 @@ func (p *Spread) update(state *framework.CycleState, pod, other *corev1.Pod, ni 
 	for i := range s.constraints {
 		c := &s.constraints[i]
 		if c.nodeCounts(pod, node) && c.Selector.Matches(labels.Set(other.Labels)) {
-			s.matchNum[pair{c.TopologyKey, node.Labels[c.TopologyKey]}] += delta
+			s.bump(pair{c.TopologyKey, node.Labels[c.TopologyKey]}, delta)
 		}
 	}
 }
@@ -137,15 +184,12 @@ func (p *Spread) Filter(_ context.Context, state *framework.CycleState, pod *cor
 		if !has {
 			return framework.NewStatus(framework.UnschedulableAndUnresolvable, ErrReasonNodeLabelNotMatch)
 		}
-		self := int64(0)
-		if c.Selector.Matches(labels.Set(pod.Labels)) {
-			self = 1
-		}
-		lo, domains := s.minMatch(c.TopologyKey)
-		if int32(domains) < c.MinDomains {
+		m := s.mins[c.TopologyKey]
+		lo := m.lo
+		if int32(m.domains) < c.MinDomains {
 			lo = 0
 		}
-		if s.matchNum[pair{c.TopologyKey, v}]+self-lo > int64(c.MaxSkew) {
+		if s.matchNum[pair{c.TopologyKey, v}]+s.self[i]-lo > int64(c.MaxSkew) {
 			return framework.NewStatus(framework.Unschedulable, ErrReasonConstraintsNotMatch)
 		}
 	}

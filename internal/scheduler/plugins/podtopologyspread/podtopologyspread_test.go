@@ -76,3 +76,49 @@ func TestScoreScheduleAnyway(t *testing.T) {
 		t.Errorf("scores %v, want c (100) > b > a", got)
 	}
 }
+
+// TestFilterIndexed covers the path where every node carries the key and
+// the pod has no node constraints: counts come from the snapshot's pod
+// index rather than a walk over the nodes, and must agree with it.
+func TestFilterIndexed(t *testing.T) {
+	zone := corev1.LabelTopologyZone
+	nodes := []*corev1.Node{
+		testutil.MakeNode("a1").Zone("a").Obj(),
+		testutil.MakeNode("a2").Zone("a").Obj(),
+		testutil.MakeNode("b1").Zone("b").Obj(),
+		testutil.MakeNode("c1").Zone("c").Obj(),
+	}
+	on := func(name, node string) *testutil.PodWrapper {
+		return testutil.MakePod(name).Label("app", "s").Node(node)
+	}
+	spread := func(maxSkew int32) *corev1.Pod {
+		return testutil.MakePod("p").Label("app", "s").SpreadConstraint(maxSkew, zone, corev1.DoNotSchedule, "app", "s", nil).Obj()
+	}
+	cases := []struct {
+		name     string
+		existing []*corev1.Pod
+		pod      *corev1.Pod
+		fits     []string
+	}{
+		{"empty domains are the minimum", []*corev1.Pod{on("x", "a1").Obj(), on("y", "b1").Obj()}, spread(1), []string{"c1"}},
+		{"pods of another namespace do not count", []*corev1.Pod{on("x", "a1").Namespace("other").Obj(), on("y", "b1").Obj()}, spread(1), []string{"a1", "a2", "c1"}},
+		{"unselected pods do not count", []*corev1.Pod{testutil.MakePod("x").Label("app", "t").Node("a1").Obj(), on("y", "b1").Obj()}, spread(1), []string{"a1", "a2", "c1"}},
+		{"both nodes of a zone count", []*corev1.Pod{on("x", "a1").Obj(), on("y", "a2").Obj(), on("z", "b1").Obj()}, spread(1), []string{"c1"}},
+		{"maxSkew 2", []*corev1.Pod{on("x", "a1").Obj(), on("y", "a2").Obj(), on("z", "b1").Obj()}, spread(2), []string{"b1", "c1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := plugintest.New(t, pts.Name, pts.New, nil, nodes, tc.existing, nil)
+			got, _ := env.Filter(tc.pod)
+			fits := plugintest.Fits(got)
+			if len(fits) != len(tc.fits) {
+				t.Fatalf("fits %v, want %v", fits, tc.fits)
+			}
+			for _, n := range tc.fits {
+				if !fits[n] {
+					t.Fatalf("fits %v, want %v", fits, tc.fits)
+				}
+			}
+		})
+	}
+}

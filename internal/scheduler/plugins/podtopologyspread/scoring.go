@@ -32,15 +32,18 @@ func (p *Spread) PreScore(_ context.Context, state *framework.CycleState, pod *c
 		return framework.NewStatus(framework.Skip)
 	}
 	s := &preScoreState{constraints: cs, matchNum: map[pair]int64{}, weights: make([]float64, len(cs))}
-	for _, ni := range p.h.SnapshotSharedLister().List() {
-		node := ni.Node()
-		if !hasAllKeys(node, cs) {
-			continue
-		}
-		for i := range cs {
-			c := &cs[i]
-			if c.nodeCounts(pod, node) {
-				s.matchNum[pair{c.TopologyKey, node.Labels[c.TopologyKey]}] += countMatching(ni.Pods, pod.Namespace, c.Selector)
+	lister := p.h.SnapshotSharedLister()
+	if !countFromIndex(lister, pod, cs, s.matchNum) {
+		for _, ni := range lister.List() {
+			node := ni.Node()
+			if !hasAllKeys(node, cs) {
+				continue
+			}
+			for i := range cs {
+				c := &cs[i]
+				if c.nodeCounts(pod, node) {
+					s.matchNum[pair{c.TopologyKey, node.Labels[c.TopologyKey]}] += countMatching(ni.Pods, pod.Namespace, c.Selector)
+				}
 			}
 		}
 	}
