@@ -73,6 +73,8 @@ type Server struct {
 	stores    map[*resource.Resource]storage.Interface
 	discovery *discovery
 	mux       *http.ServeMux
+	// encodings shares watch events' JSON between watch streams.
+	encodings *encodingCache
 }
 
 // New builds the server and opens every kind's store.
@@ -96,6 +98,8 @@ func New(cfg Config) (*Server, error) {
 		byGV:   map[schema.GroupVersion]map[string]*resource.Resource{},
 		byGVK:  map[schema.GroupVersionKind]*resource.Resource{},
 		stores: map[*resource.Resource]storage.Interface{},
+
+		encodings: newEncodingCache(encodingCacheSize),
 	}
 	for _, r := range cfg.Resources {
 		gv := r.Kind.GroupVersion()
@@ -113,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.stores[r] = st
 	}
-	s.cfg.Admission = append([]Admitter{namespaceLifecycle{s}}, s.cfg.Admission...)
+	s.cfg.Admission = append([]Admitter{newNamespaceLifecycle(s)}, s.cfg.Admission...)
 	s.discovery = newDiscovery(cfg.Resources, cfg.ExternalAddress)
 	s.mux = s.routes()
 	return s, nil

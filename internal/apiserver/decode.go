@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -78,20 +80,22 @@ func decodeObject(data []byte, into runtime.Object, gvk schema.GroupVersionKind,
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return nil, apierrors.NewBadRequest("the body of the request was empty")
 	}
-	var tm struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-	}
-	if err := json.Unmarshal(data, &tm); err != nil {
+	// One pass: the body's apiVersion and kind land in into's TypeMeta, so
+	// they are checked after decoding rather than by parsing the body twice.
+	// A body that is not JSON fails first; a wrong kind is reported before
+	// errors in other fields, as when it was checked first.
+	strict, err := sigsjson.UnmarshalStrict(data, into, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	if ok, _ := sigsjson.SyntaxErrorOffset(err); ok {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("the object provided is unrecognized: %v", jsonError(err)))
 	}
-	if tm.Kind != "" && tm.Kind != gvk.Kind {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("the kind of the object in the body (%s) does not match the expected kind (%s)", tm.Kind, gvk.Kind))
+	if tm, terr := meta.TypeAccessor(into); terr == nil {
+		if kind := tm.GetKind(); kind != "" && kind != gvk.Kind {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("the kind of the object in the body (%s) does not match the expected kind (%s)", kind, gvk.Kind))
+		}
+		if av := tm.GetAPIVersion(); av != "" && av != gvk.GroupVersion().String() {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s)", av, gvk.GroupVersion().String()))
+		}
 	}
-	if tm.APIVersion != "" && tm.APIVersion != gvk.GroupVersion().String() {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s)", tm.APIVersion, gvk.GroupVersion().String()))
-	}
-	strict, err := sigsjson.UnmarshalStrict(data, into, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
 	if err != nil {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("the object provided is unrecognized: %v", jsonError(err)))
 	}
@@ -138,6 +142,42 @@ const mediaProtobuf = "application/vnd.kubernetes.protobuf"
 
 // protoCodec decodes protobuf bodies into the built-in types.
 var protoCodec = protobuf.NewSerializer(clientscheme.Scheme, clientscheme.Scheme)
+
+// decodeBody decodes a request body in its media type into into, as
+// decodeObject does. A protobuf body of into's own type is decoded
+// directly: going through JSON would cost an encode and a decode, and
+// protobuf cannot carry the unknown fields that pass exists to report.
+func decodeBody(r *http.Request, data []byte, into runtime.Object, gvk schema.GroupVersionKind, mode fieldValidation) ([]string, error) {
+	if bodyMedia(r) == mediaProtobuf {
+		obj, actual, err := protoCodec.Decode(data, nil, nil)
+		if err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("the object provided is unrecognized: %v", err))
+		}
+		if actual.Kind != gvk.Kind {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("the kind of the object in the body (%s) does not match the expected kind (%s)", actual.Kind, gvk.Kind))
+		}
+		if av := actual.GroupVersion().String(); av != gvk.GroupVersion().String() {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s)", av, gvk.GroupVersion().String()))
+		}
+		dst, src := reflect.ValueOf(into), reflect.ValueOf(obj)
+		if dst.Type() == src.Type() && dst.Kind() == reflect.Pointer {
+			dst.Elem().Set(src.Elem())
+			into.GetObjectKind().SetGroupVersionKind(gvk)
+			return nil, nil
+		}
+		// Another Go type for the kind: convert through JSON.
+		j, err := json.Marshal(obj)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		return decodeObject(j, into, gvk, mode)
+	}
+	j, err := toJSON(r, data)
+	if err != nil {
+		return nil, err
+	}
+	return decodeObject(j, into, gvk, mode)
+}
 
 // protobufToJSON decodes a protobuf body and re-encodes it as JSON, so the
 // rest of the request takes the one JSON path (protobuf cannot carry

@@ -79,7 +79,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	enc := json.NewEncoder(w)
+	var line []byte
 	first := true
 	for {
 		select {
@@ -92,8 +92,12 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 				return nil
 			}
 			obj := ev.Object
+			// shared: obj is the watch cache's own object in the plain form,
+			// whose encoding every other watcher of the change can reuse.
+			shared := false
 			if ev.Type != watch.Error && ev.Type != watch.Bookmark && obj != nil {
 				obj = withKind(obj, info.res.Kind)
+				shared = obj == ev.Object
 				switch out.as {
 				case "Table":
 					t, err := toTable(info.res, []runtime.Object{obj}, includeObject(r), first)
@@ -102,8 +106,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 					}
 					first = false
 					obj = t
+					shared = false
 				case "PartialObjectMetadata", "PartialObjectMetadataList":
 					obj = partialMetadata(obj)
+					shared = false
 				}
 			} else if ev.Type == watch.Bookmark && obj != nil {
 				obj = withKind(obj, info.res.Kind)
@@ -119,11 +125,17 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 				c.Kind, c.APIVersion = "Status", "v1"
 				obj = &c
 			}
-			raw, err := json.Marshal(obj)
+			var raw []byte
+			if shared {
+				raw, err = s.encodings.marshal(obj)
+			} else {
+				raw, err = json.Marshal(obj)
+			}
 			if err != nil {
 				return nil
 			}
-			if err := enc.Encode(&metav1.WatchEvent{Type: string(ev.Type), Object: runtime.RawExtension{Raw: raw}}); err != nil {
+			line = appendWatchEvent(line[:0], string(ev.Type), raw)
+			if _, err := w.Write(line); err != nil {
 				return nil
 			}
 			if flusher != nil && len(wi.ResultChan()) == 0 {

@@ -53,11 +53,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, info *requestInf
 	if err != nil {
 		return err
 	}
-	if data, err = toJSON(r, data); err != nil {
-		return err
-	}
 	obj := newObject(info.res)
-	warnings, err := decodeObject(data, obj, info.res.Kind, mode)
+	warnings, err := decodeBody(r, data, obj, info.res.Kind, mode)
 	if err != nil {
 		return err
 	}
@@ -224,12 +221,9 @@ func (s *Server) bind(w http.ResponseWriter, r *http.Request, info *requestInfo)
 	if err != nil {
 		return err
 	}
-	if data, err = toJSON(r, data); err != nil {
-		return err
-	}
 	var b corev1.Binding
 	gvk := corev1.SchemeGroupVersion.WithKind("Binding")
-	if _, err := decodeObject(data, &b, gvk, validationStrict); err != nil {
+	if _, err := decodeBody(r, data, &b, gvk, validationStrict); err != nil {
 		return err
 	}
 	if b.Name != "" && b.Name != info.name {

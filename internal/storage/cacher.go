@@ -406,9 +406,38 @@ func (c *Cacher) Get(ctx context.Context, key string) (runtime.Object, error) {
 	return c.cfg.Store.Get(ctx, key)
 }
 
-// GuaranteedUpdate implements Interface by writing to the store.
+// cachedUpdater is a store that can start an update from a cached object
+// rather than a read (*Etcd).
+type cachedUpdater interface {
+	GuaranteedUpdateFrom(ctx context.Context, key string, pre *Preconditions, fn UpdateFunc, cached runtime.Object) (runtime.Object, error)
+}
+
+// GuaranteedUpdate implements Interface by writing to the store. It starts
+// from the cached object when there is one, as upstream does: the write is
+// conditional on the cached revision, so a stale cache costs a retry, and
+// the common case saves a read and a decode.
 func (c *Cacher) GuaranteedUpdate(ctx context.Context, key string, pre *Preconditions, fn UpdateFunc) (runtime.Object, error) {
+	if u, ok := c.cfg.Store.(cachedUpdater); ok {
+		if obj := c.cached(key); obj != nil {
+			return u.GuaranteedUpdateFrom(ctx, key, pre, fn, obj)
+		}
+	}
 	return c.cfg.Store.GuaranteedUpdate(ctx, key, pre, fn)
+}
+
+// cached returns the cached object at key, or nil.
+func (c *Cacher) cached(key string) runtime.Object {
+	select {
+	case <-c.ready:
+	default:
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.items[key]; e != nil {
+		return e.obj
+	}
+	return nil
 }
 
 // Delete implements Interface by writing to the store.

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // Codec turns objects into the bytes stored in etcd and back. It is the
@@ -34,9 +35,12 @@ func (Codec) Encode(obj runtime.Object) ([]byte, error) {
 	return data, nil
 }
 
-// Decode fills into from data and sets its resourceVersion to rev.
+// Decode fills into from data and sets its resourceVersion to rev. It
+// decodes as upstream's storage does: field names match exactly (Encode
+// wrote them), which is also faster than encoding/json's case-insensitive
+// matching, and numbers in untyped fields stay integers where they are.
 func (Codec) Decode(data []byte, rev int64, into runtime.Object) error {
-	if err := json.Unmarshal(data, into); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, into); err != nil {
 		return fmt.Errorf("decode %T: %w", into, err)
 	}
 	return setResourceVersion(into, rev)

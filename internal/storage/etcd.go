@@ -43,6 +43,8 @@ type Etcd struct {
 	newFunc func() runtime.Object
 	codec   Codec
 	opts    Options
+	// written passes the objects decoded after writes on to the watch.
+	written written
 }
 
 var _ Interface = (*Etcd)(nil)
@@ -85,6 +87,7 @@ func (s *Etcd) Create(ctx context.Context, key string, obj runtime.Object) (runt
 	if err != nil {
 		return nil, fmt.Errorf("create %q: %w", key, err)
 	}
+	s.written.put(key, resp.Header.Revision, out)
 	return out, nil
 }
 
@@ -128,6 +131,69 @@ func checkPreconditions(pre *Preconditions, obj runtime.Object) error {
 // corrupt a retry or a no-op result.
 func (s *Etcd) GuaranteedUpdate(ctx context.Context, key string, pre *Preconditions, fn UpdateFunc) (runtime.Object, error) {
 	defer s.opts.Metrics.observe("update", s.opts.Resource, time.Now())
+	return s.guaranteedUpdate(ctx, key, pre, fn)
+}
+
+// GuaranteedUpdateFrom is GuaranteedUpdate starting from cached, the
+// object at key as a watch cache last saw it, instead of reading etcd: the
+// write is conditional on cached's revision, so a stale cache costs a
+// retry, never a lost update. Whenever the cached attempt proves nothing
+// (preconditions or fn refuse a possibly stale object, fn changes nothing,
+// or someone wrote meanwhile) the update starts over from a read. cached
+// is not modified.
+func (s *Etcd) GuaranteedUpdateFrom(ctx context.Context, key string, pre *Preconditions, fn UpdateFunc, cached runtime.Object) (runtime.Object, error) {
+	defer s.opts.Metrics.observe("update", s.opts.Resource, time.Now())
+	out, done, err := s.updateCached(ctx, key, pre, fn, cached)
+	if done {
+		return out, err
+	}
+	return s.guaranteedUpdate(ctx, key, pre, fn)
+}
+
+// updateCached makes one update attempt from cached; done is false when
+// the caller must start over from a read.
+func (s *Etcd) updateCached(ctx context.Context, key string, pre *Preconditions, fn UpdateFunc, cached runtime.Object) (out runtime.Object, done bool, err error) {
+	rev, err := objectRevision(cached)
+	if err != nil || rev == 0 {
+		return nil, false, nil
+	}
+	// fn gets a copy, as it gets a fresh decode from etcd: cached is shared.
+	cur := cached.DeepCopyObject()
+	if checkPreconditions(pre, cur) != nil {
+		return nil, false, nil
+	}
+	next, err := fn(cur)
+	if err != nil {
+		return nil, false, nil
+	}
+	data, err := s.codec.Encode(next)
+	if err != nil {
+		return nil, true, fmt.Errorf("update %q: %w", key, err)
+	}
+	if orig, err := s.codec.Encode(cached); err != nil || bytes.Equal(data, orig) {
+		// A no-op on what may be a stale copy says nothing about the
+		// current object.
+		return nil, false, nil
+	}
+	txn, err := s.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpPut(key, string(data))).
+		Commit()
+	if err != nil {
+		return nil, true, fmt.Errorf("update %q: %w", key, mapEtcdError(err))
+	}
+	if !txn.Succeeded {
+		return nil, false, nil
+	}
+	if out, err = s.decode(data, txn.Header.Revision); err != nil {
+		return nil, true, fmt.Errorf("update %q: %w", key, err)
+	}
+	s.written.put(key, txn.Header.Revision, out)
+	return out, true, nil
+}
+
+// guaranteedUpdate is GuaranteedUpdate's read-modify-write loop.
+func (s *Etcd) guaranteedUpdate(ctx context.Context, key string, pre *Preconditions, fn UpdateFunc) (runtime.Object, error) {
 	resp, err := s.client.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("update %q: %w", key, mapEtcdError(err))
@@ -170,6 +236,7 @@ func (s *Etcd) GuaranteedUpdate(ctx context.Context, key string, pre *Preconditi
 			if err != nil {
 				return nil, fmt.Errorf("update %q: %w", key, err)
 			}
+			s.written.put(key, txn.Header.Revision, out)
 			return out, nil
 		}
 		// Someone wrote in between; the Else branch already read the new

@@ -147,8 +147,11 @@ func (w *etcdWatch) translate(ev *clientv3.Event) (watch.Event, bool, error) {
 	var cur, prev runtime.Object
 	var err error
 	if ev.Type == mvccpb.Event_PUT {
-		if cur, err = w.s.decode(ev.Kv.Value, rev); err != nil {
-			return watch.Event{}, false, fmt.Errorf("watch: key %q: %w", ev.Kv.Key, err)
+		// A write of this store's is already decoded.
+		if cur = w.s.written.take(string(ev.Kv.Key), rev); cur == nil {
+			if cur, err = w.s.decode(ev.Kv.Value, rev); err != nil {
+				return watch.Event{}, false, fmt.Errorf("watch: key %q: %w", ev.Kv.Key, err)
+			}
 		}
 	}
 	// The previous state carries the event's revision: for a DELETED

@@ -4,19 +4,23 @@ package testutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/skiffhq/skiff/internal/server"
 )
@@ -41,29 +45,53 @@ type ControlPlane struct {
 // mutate, if given, adjusts the server configuration first.
 func StartControlPlane(t testing.TB, mutate ...func(*server.Config)) *ControlPlane {
 	t.Helper()
-	cfg := server.Config{
-		DataDir:          t.TempDir(),
-		BindAddress:      "127.0.0.1",
-		AdvertiseAddress: "127.0.0.1",
-		HTTPSPort:        FreePort(t),
-		EtcdClientPort:   FreePort(t),
-		EtcdPeerPort:     FreePort(t),
-		Logger:           testLogger(),
+	for attempt := 1; ; attempt++ {
+		cfg := server.Config{
+			DataDir:          t.TempDir(),
+			BindAddress:      "127.0.0.1",
+			AdvertiseAddress: "127.0.0.1",
+			HTTPSPort:        FreePort(t),
+			EtcdClientPort:   FreePort(t),
+			EtcdPeerPort:     FreePort(t),
+			Logger:           testLogger(),
+		}
+		for _, m := range mutate {
+			m(&cfg)
+		}
+		cp := &ControlPlane{t: t, cfg: cfg, DataDir: cfg.DataDir}
+		err := cp.start()
+		// FreePort's ports are free when probed and unique in this
+		// process, but another process (a second test binary, another
+		// developer's run) may bind one before the server does: start
+		// again on fresh ports and a fresh directory.
+		if err != nil && attempt < 3 && isAddrInUse(err) {
+			t.Logf("control plane start on busy port, retrying: %v", err)
+			continue
+		}
+		if err != nil {
+			cp.Stop()
+			t.Fatal(err)
+		}
+		t.Cleanup(cp.Stop)
+		return cp
 	}
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	cp := &ControlPlane{t: t, cfg: cfg, DataDir: cfg.DataDir}
-	cp.start()
-	t.Cleanup(cp.Stop)
-	return cp
 }
 
-func (cp *ControlPlane) start() {
-	cp.t.Helper()
+// isAddrInUse reports whether a start failed because a port was taken.
+// etcd does not always wrap the listener's error, so the text is
+// checked too.
+func isAddrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+// startTimeout bounds a start on a loaded machine; a start usually takes
+// a second or two.
+const startTimeout = 60 * time.Second
+
+func (cp *ControlPlane) start() error {
 	srv, err := server.New(cp.cfg)
 	if err != nil {
-		cp.t.Fatalf("server config: %v", err)
+		return fmt.Errorf("server config: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -72,20 +100,22 @@ func (cp *ControlPlane) start() {
 	case <-srv.Ready():
 	case err := <-done:
 		cancel()
-		cp.t.Fatalf("server stopped before ready: %v", err)
-	case <-time.After(30 * time.Second):
+		return fmt.Errorf("server stopped before ready: %w", err)
+	case <-time.After(startTimeout):
 		cancel()
-		cp.t.Fatalf("server not ready within 30s")
+		<-done
+		return fmt.Errorf("server not ready within %v", startTimeout)
 	}
 	cp.srv, cp.cancel, cp.done = srv, cancel, done
 	cp.Kubeconfig = srv.AdminKubeconfig()
 	rc, err := clientcmd.BuildConfigFromFlags("", cp.Kubeconfig)
 	if err != nil {
-		cp.t.Fatalf("admin kubeconfig: %v", err)
+		return fmt.Errorf("admin kubeconfig: %w", err)
 	}
 	rc.QPS, rc.Burst = 1000, 2000
 	cp.Config = rc
 	cp.Client = kubernetes.NewForConfigOrDie(rc)
+	return nil
 }
 
 // EtcdEndpoint returns the embedded etcd's client URL, for tests that
@@ -119,7 +149,9 @@ func (cp *ControlPlane) Stop() {
 func (cp *ControlPlane) Restart() {
 	cp.t.Helper()
 	cp.Stop()
-	cp.start()
+	if err := cp.start(); err != nil {
+		cp.t.Fatal(err)
+	}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that is free and that no other
@@ -152,14 +184,26 @@ var (
 	portsGiven = map[int]bool{}
 )
 
-// testLogger is quiet unless SKIFF_TEST_LOG is set.
+// testLogger is quiet unless SKIFF_TEST_LOG is set. The first call also
+// routes klog, through which client-go logs (leader election retries,
+// informer watch errors at shutdown), to the same place: otherwise those
+// lines go to stderr and drown go test's output.
 func testLogger() *slog.Logger {
 	var w io.Writer = io.Discard
 	if os.Getenv("SKIFF_TEST_LOG") != "" {
 		w = os.Stderr
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	l := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	klogOnce.Do(func() { klog.SetSlogLogger(l) })
+	return l
 }
+
+// Logger returns the logger to give components a test builds itself, so
+// they are as quiet as the control plane unless SKIFF_TEST_LOG is set.
+func Logger() *slog.Logger { return testLogger() }
+
+// klogOnce guards klog's process-wide logger.
+var klogOnce sync.Once
 
 // Eventually polls cond every 20 ms until it returns true or timeout passes,
 // then fails the test with msg.

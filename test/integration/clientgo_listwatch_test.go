@@ -122,7 +122,7 @@ func TestClientGoDynamicAndInformer(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []string{"add inf", "update inf 2", "delete inf"}
-		testutil.Eventually(t, 10*time.Second, func() bool {
+		testutil.Eventually(t, 30*time.Second, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(seen) >= len(want)
@@ -440,7 +440,7 @@ func TestClientGoWatch(t *testing.T) {
 		}{{watch.Added, "1"}, {watch.Modified, "2"}, {watch.Deleted, "2"}}
 		var lastRV int64
 		for i, wnt := range want {
-			ev, ok := nextEvent(t, w, 10*time.Second)
+			ev, ok := nextEvent(t, w, 30*time.Second)
 			if !ok {
 				t.Fatalf("watch closed after %d events", i)
 			}
@@ -485,7 +485,7 @@ func TestClientGoWatch(t *testing.T) {
 		ns := newNamespace(t, c)
 		start := time.Now()
 		w := watchConfigMaps(t, c, ns, metav1.ListOptions{TimeoutSeconds: ptr(int64(1))})
-		if ev, ok := nextEvent(t, w, 10*time.Second); ok {
+		if ev, ok := nextEvent(t, w, 30*time.Second); ok {
 			t.Fatalf("unexpected event %s", ev.Type)
 		}
 		if d := time.Since(start); d < 900*time.Millisecond {
@@ -506,7 +506,7 @@ func TestClientGoWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, want := range []watch.EventType{watch.Added, watch.Deleted} {
-			ev, ok := nextEvent(t, w, 10*time.Second)
+			ev, ok := nextEvent(t, w, 30*time.Second)
 			if !ok || ev.Type != want {
 				t.Fatalf("got %s, want %s", ev.Type, want)
 			}
@@ -525,7 +525,7 @@ func TestClientGoWatchAcrossRestart(t *testing.T) {
 	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "a"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ev, ok := nextEvent(t, w, 10*time.Second)
+	ev, ok := nextEvent(t, w, 30*time.Second)
 	if !ok || ev.Type != watch.Added {
 		t.Fatalf("got %s, want ADDED", ev.Type)
 	}
@@ -535,7 +535,7 @@ func TestClientGoWatchAcrossRestart(t *testing.T) {
 	cms = cp.Client.CoreV1().ConfigMaps(ns)
 	// The old watch ends with the old server.
 	for ok := true; ok; {
-		_, ok = nextEvent(t, w, 10*time.Second)
+		_, ok = nextEvent(t, w, 30*time.Second)
 	}
 	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "b"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -546,7 +546,7 @@ func TestClientGoWatchAcrossRestart(t *testing.T) {
 	w2 := watchConfigMaps(t, cp.Client, ns, metav1.ListOptions{ResourceVersion: lastRV})
 	var got []string
 	for range 2 {
-		ev, ok := nextEvent(t, w2, 10*time.Second)
+		ev, ok := nextEvent(t, w2, 30*time.Second)
 		if !ok {
 			t.Fatalf("resumed watch closed after %v", got)
 		}
@@ -575,7 +575,7 @@ func TestClientGoWatchAcrossRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := watchConfigMaps(t, cp.Client, "", metav1.ListOptions{ResourceVersion: lastRV})
-		ev, ok := nextEvent(t, w, 10*time.Second)
+		ev, ok := nextEvent(t, w, 30*time.Second)
 		if !ok || ev.Type != watch.Error {
 			t.Fatalf("got %s %#v, want ERROR", ev.Type, ev.Object)
 		}
@@ -583,7 +583,7 @@ func TestClientGoWatchAcrossRestart(t *testing.T) {
 		if !isStatus || st.Code != 410 || (st.Reason != metav1.StatusReasonExpired && st.Reason != metav1.StatusReasonGone) {
 			t.Fatalf("error event %#v, want 410 Expired", ev.Object)
 		}
-		if _, ok := nextEvent(t, w, 10*time.Second); ok {
+		if _, ok := nextEvent(t, w, 30*time.Second); ok {
 			t.Error("watch stayed open after 410")
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/skiffhq/skiff/internal/testutil"
 )
@@ -197,12 +198,17 @@ func TestDaemonSetPlacementAndRollout(t *testing.T) {
 	}
 
 	// A node that stops matching loses its pod; a deleted node's pod goes.
-	n2, err := c.CoreV1().Nodes().Get(ctx, "n2", metav1.GetOptions{})
+	// The node IPAM controller also writes nodes (spec.podCIDR).
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n2, err := c.CoreV1().Nodes().Get(ctx, "n2", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n2.Labels["role"] = "edge"
+		_, err = c.CoreV1().Nodes().Update(ctx, n2, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	n2.Labels["role"] = "edge"
-	if _, err := c.CoreV1().Nodes().Update(ctx, n2, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("relabel node: %v", err)
 	}
 	if err := c.CoreV1().Nodes().Delete(ctx, "n3", metav1.DeleteOptions{}); err != nil {

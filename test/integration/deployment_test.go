@@ -214,7 +214,7 @@ func TestDeploymentRollingUpdate(t *testing.T) {
 	t.Run("pause and resume", func(t *testing.T) {
 		kubectlOK(t, cp, "-n", ns, "rollout", "pause", "deployment/web")
 		setImage(t, c, ns, "web", "nginx:3")
-		testutil.Eventually(t, 10*time.Second, func() bool {
+		testutil.Eventually(t, 30*time.Second, func() bool {
 			d, err := c.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 			cond := condFor(d, appsv1.DeploymentProgressing)
 			return err == nil && d.Status.ObservedGeneration == d.Generation && cond != nil && cond.Reason == "DeploymentPaused"
@@ -365,7 +365,7 @@ func assertCondition(t *testing.T, d *appsv1.Deployment, ct appsv1.DeploymentCon
 // a message containing msg.
 func waitEventMessage(t *testing.T, c kubernetes.Interface, ns, name, reason, msg string) {
 	t.Helper()
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		evs, err := c.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			return false

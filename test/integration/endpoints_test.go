@@ -127,7 +127,7 @@ func TestEndpointSliceFollowsPods(t *testing.T) {
 		pods = append(pods, epPod(t, c, ns, fmt.Sprintf("web-%d", i), "web", "ep-n1", fmt.Sprintf("10.42.0.%d", i+10), 8080, true))
 	}
 
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		eps := sliceEndpoints(t, c, ns, "web")
 		ready := 0
 		for _, ep := range eps {
@@ -154,18 +154,18 @@ func TestEndpointSliceFollowsPods(t *testing.T) {
 	name := s.Name
 
 	// The legacy Endpoints mirror the same pods.
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		ep, err := c.CoreV1().Endpoints(ns).Get(context.Background(), "web", metav1.GetOptions{})
 		return err == nil && len(ep.Subsets) == 1 && len(ep.Subsets[0].Addresses) == 3 &&
 			ep.Subsets[0].Ports[0].Port == 8080 && ep.Annotations[corev1.EndpointsLastChangeTriggerTime] != ""
 	}, "Endpoints web with 3 ready addresses on 8080")
 
 	epSetReady(t, c, pods[1], false)
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		ep, ok := sliceEndpoints(t, c, ns, "web")["web-1"]
 		return ok && !*ep.Conditions.Ready && !*ep.Conditions.Serving
 	}, "web-1 not ready in the slice")
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		ep, err := c.CoreV1().Endpoints(ns).Get(context.Background(), "web", metav1.GetOptions{})
 		return err == nil && len(ep.Subsets) == 1 && len(ep.Subsets[0].Addresses) == 2 &&
 			len(ep.Subsets[0].NotReadyAddresses) == 1 && ep.Subsets[0].NotReadyAddresses[0].TargetRef.Name == "web-1"
@@ -175,7 +175,7 @@ func TestEndpointSliceFollowsPods(t *testing.T) {
 	if err := c.CoreV1().Pods(ns).Delete(testCtx(t), "web-2", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		t.Fatalf("delete pod: %v", err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		eps := sliceEndpoints(t, c, ns, "web")
 		_, gone := eps["web-2"]
 		return !gone && len(eps) == 2
@@ -186,7 +186,7 @@ func TestEndpointSliceFollowsPods(t *testing.T) {
 
 	// A pod whose named port is another number goes to its own slice.
 	epPod(t, c, ns, "web-odd", "web", "ep-n1", "10.42.0.99", 9090, true)
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		for _, s := range serviceSlices(t, c, ns, "web") {
 			if len(s.Ports) == 1 && *s.Ports[0].Port == 9090 && len(s.Endpoints) == 1 && s.Endpoints[0].TargetRef.Name == "web-odd" {
 				return true
@@ -216,7 +216,7 @@ func TestEndpointSliceSplitsAt100(t *testing.T) {
 		}
 		return len(slices) == 2 && total == 150
 	}, "150 endpoints in 2 slices")
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		ep, err := c.CoreV1().Endpoints(ns).Get(context.Background(), "big", metav1.GetOptions{})
 		return err == nil && len(ep.Subsets) == 1 && len(ep.Subsets[0].Addresses) == 150 && ep.Annotations["endpoints.kubernetes.io/over-capacity"] == ""
 	}, "Endpoints big lists all 150")
@@ -233,7 +233,7 @@ func TestKubernetesServiceSlice(t *testing.T) {
 	if err != nil {
 		t.Fatalf("server address: %v", err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		s, err := c.DiscoveryV1().EndpointSlices("default").Get(context.Background(), "kubernetes", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false

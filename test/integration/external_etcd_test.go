@@ -24,6 +24,7 @@ func TestExternalEtcd(t *testing.T) {
 		DataDir:         filepath.Join(dir, "external-etcd"),
 		ListenClientURL: fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t)),
 		ListenPeerURL:   fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t)),
+		Logger:          testutil.Logger(),
 	})
 	if err != nil {
 		t.Fatal(err)

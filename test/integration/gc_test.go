@@ -62,7 +62,7 @@ func TestGarbageCollector(t *testing.T) {
 		if err := c.CoreV1().ConfigMaps(ns).Delete(testCtx(t), "owner", metav1.DeleteOptions{}); err != nil {
 			t.Fatalf("delete owner: %v", err)
 		}
-		testutil.Eventually(t, 10*time.Second, func() bool {
+		testutil.Eventually(t, 30*time.Second, func() bool {
 			_, err := c.CoreV1().Pods(ns).Get(context.Background(), "dep-pod", metav1.GetOptions{})
 			return gcGone(c, ns, "dep-0") && gcGone(c, ns, "dep-1") && gcGone(c, ns, "dep-2") && apierrors.IsNotFound(err)
 		}, "dependents deleted after their owner")
@@ -82,7 +82,7 @@ func TestGarbageCollector(t *testing.T) {
 		if err := c.CoreV1().ConfigMaps(ns).Delete(testCtx(t), "a", metav1.DeleteOptions{}); err != nil {
 			t.Fatalf("delete a: %v", err)
 		}
-		testutil.Eventually(t, 10*time.Second, func() bool {
+		testutil.Eventually(t, 30*time.Second, func() bool {
 			cm, err := c.CoreV1().ConfigMaps(ns).Get(context.Background(), "shared", metav1.GetOptions{})
 			return err == nil && len(cm.OwnerReferences) == 1 && cm.OwnerReferences[0].UID == b.UID
 		}, "shared keeps only its live owner")
@@ -97,7 +97,7 @@ func TestGarbageCollector(t *testing.T) {
 		if err := c.CoreV1().ConfigMaps(ns).Delete(testCtx(t), "owner", metav1.DeleteOptions{PropagationPolicy: &orphan}); err != nil {
 			t.Fatalf("delete owner: %v", err)
 		}
-		testutil.Eventually(t, 10*time.Second, func() bool { return gcGone(c, ns, "owner") }, "owner gone after orphaning")
+		testutil.Eventually(t, 30*time.Second, func() bool { return gcGone(c, ns, "owner") }, "owner gone after orphaning")
 		dep, err := c.CoreV1().ConfigMaps(ns).Get(testCtx(t), "dep", metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("orphaned dependent: %v", err)
@@ -119,7 +119,7 @@ func TestGarbageCollector(t *testing.T) {
 		if err := c.CoreV1().ConfigMaps(ns).Delete(testCtx(t), "owner", metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil {
 			t.Fatalf("delete owner: %v", err)
 		}
-		testutil.Eventually(t, 10*time.Second, func() bool {
+		testutil.Eventually(t, 30*time.Second, func() bool {
 			held, err := c.CoreV1().ConfigMaps(ns).Get(context.Background(), "held", metav1.GetOptions{})
 			return err == nil && held.DeletionTimestamp != nil && gcGone(c, ns, "free")
 		}, "dependents deleted")
@@ -132,7 +132,7 @@ func TestGarbageCollector(t *testing.T) {
 		if _, err := c.CoreV1().ConfigMaps(ns).Update(testCtx(t), held, metav1.UpdateOptions{}); err != nil {
 			t.Fatalf("release held: %v", err)
 		}
-		testutil.Eventually(t, 10*time.Second, func() bool { return gcGone(c, ns, "held") && gcGone(c, ns, "owner") },
+		testutil.Eventually(t, 30*time.Second, func() bool { return gcGone(c, ns, "held") && gcGone(c, ns, "owner") },
 			"owner deleted once its dependents are gone")
 	})
 }

@@ -142,7 +142,7 @@ func makeJob(name string, completions, parallelism int32) *batchv1.Job {
 func waitJobCondition(t *testing.T, c kubernetes.Interface, ns, name string, ct batchv1.JobConditionType) *batchv1.Job {
 	t.Helper()
 	var job *batchv1.Job
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		j, err := c.BatchV1().Jobs(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -303,7 +303,7 @@ func TestJobController(t *testing.T) {
 		j := makeJob("short-lived", 1, 1)
 		j.Spec.TTLSecondsAfterFinished = ptr[int32](0)
 		job := create(t, ns, j)
-		testutil.Eventually(t, 10*time.Second, func() bool {
+		testutil.Eventually(t, 30*time.Second, func() bool {
 			_, err := c.BatchV1().Jobs(ns).Get(context.Background(), "short-lived", metav1.GetOptions{})
 			return apierrors.IsNotFound(err)
 		}, "job deleted after finishing")

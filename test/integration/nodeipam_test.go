@@ -21,7 +21,7 @@ import (
 func ipamCIDRs(t *testing.T, c kubernetes.Interface, names ...string) map[string]string {
 	t.Helper()
 	got := map[string]string{}
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		for _, n := range names {
 			node, err := c.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{})
 			if err != nil || node.Spec.PodCIDR == "" {

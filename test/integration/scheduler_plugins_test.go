@@ -187,7 +187,7 @@ func TestSchedulerLeaderHandover(t *testing.T) {
 	c := cp.Client
 	createNode(t, c, testutil.MakeNode("n1").Obj())
 	start := func(id string) (*scheduler.Scheduler, context.CancelFunc, chan struct{}) {
-		s, err := scheduler.New(scheduler.Config{REST: cp.Config, Identity: id, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond})
+		s, err := scheduler.New(scheduler.Config{REST: cp.Config, Identity: id, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond, Logger: testutil.Logger()})
 		if err != nil {
 			t.Fatal(err)
 		}

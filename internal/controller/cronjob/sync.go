@@ -1,6 +1,7 @@
 package cronjob
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -159,7 +160,7 @@ func (c *Controller) pruneHistory(ctx context.Context, cj *batchv1.CronJob, jobs
 		if set.limit == nil || len(set.jobs) <= int(*set.limit) {
 			continue
 		}
-		slices.SortFunc(set.jobs, func(a, b *batchv1.Job) int { return startOf(a).Compare(startOf(b)) })
+		slices.SortFunc(set.jobs, olderFirst)
 		for _, j := range set.jobs[:len(set.jobs)-int(*set.limit)] {
 			errs = append(errs, c.deleteJob(ctx, cj, j))
 		}
@@ -167,12 +168,24 @@ func (c *Controller) pruneHistory(ctx context.Context, cj *batchv1.CronJob, jobs
 	return errors.Join(errs...)
 }
 
-// startOf orders Jobs for pruning: by start time, else creation.
-func startOf(j *batchv1.Job) time.Time {
-	if j.Status.StartTime != nil {
-		return j.Status.StartTime.Time
+// olderFirst orders Jobs for pruning as upstream does: by start time,
+// Jobs that never started last, and equal start times by name. Start
+// times have one-second resolution, so runs started in the same second
+// (a backlog caught up at once, or a fast clock in tests) tie; without
+// the tie-break the sort may put the newest run first and prune it. A
+// CronJob's Job names end in the scheduled minute, so the name orders
+// the runs.
+func olderFirst(a, b *batchv1.Job) int {
+	as, bs := a.Status.StartTime, b.Status.StartTime
+	switch {
+	case as == nil && bs != nil:
+		return 1
+	case as != nil && bs == nil:
+		return -1
+	case as != nil && !as.Equal(bs):
+		return as.Compare(bs.Time)
 	}
-	return j.CreationTimestamp.Time
+	return cmp.Compare(a.Name, b.Name)
 }
 
 // deleteJob deletes a Job and its pods. No garbage collector may run, so

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -305,6 +307,30 @@ func TestSync(t *testing.T) {
 			}
 			if ev := f.events(); strings.Count(ev, "SuccessfulDelete") != 3 {
 				t.Errorf("events %q", ev)
+			}
+		},
+	}, {
+		// Start times have one-second resolution: runs caught up in the
+		// same second tie, and the newest must still be the one kept.
+		name: "history limits keep the newest run when start times tie",
+		now:  t0.Add(30 * time.Second),
+		cj: newCronJob(t0.Add(-10*time.Minute), func(cj *batchv1.CronJob) {
+			cj.Spec.SuccessfulJobsHistoryLimit = ptr.To[int32](1)
+			cj.Status.LastScheduleTime = ptr.To(metav1.NewTime(t0))
+		}),
+		jobs: func() []*batchv1.Job {
+			var jobs []*batchv1.Job
+			for _, at := range []time.Time{t0.Add(-time.Minute), t0.Add(-3 * time.Minute), t0.Add(-2 * time.Minute)} {
+				j := childJob(base, at, batchv1.JobComplete)
+				j.Status.StartTime = ptr.To(metav1.NewTime(t0))
+				jobs = append(jobs, j)
+			}
+			return jobs
+		}(),
+		check: func(t *testing.T, f *fixture) {
+			jobs := f.jobs(t)
+			if _, ok := jobs[nameAt(t0.Add(-time.Minute))]; !ok || len(jobs) != 1 {
+				t.Errorf("jobs left %v, want only %s", slices.Collect(maps.Keys(jobs)), nameAt(t0.Add(-time.Minute)))
 			}
 		},
 	}, {
