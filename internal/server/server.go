@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/skiffhq/skiff/internal/apiserver"
 	"github.com/skiffhq/skiff/internal/apiserver/auth"
@@ -363,7 +364,9 @@ func (s *Server) readyCheck() error {
 func (s *Server) startEtcd(ctx context.Context) (*clientv3.Client, func(), error) {
 	start := time.Now()
 	if len(s.cfg.EtcdEndpoints) > 0 {
-		c, err := clientv3.New(clientv3.Config{Endpoints: s.cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Context: ctx})
+		// The client's own zap logging would bypass slog; its errors reach us
+		// as returned errors anyway.
+		c, err := clientv3.New(clientv3.Config{Endpoints: s.cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Context: ctx, Logger: zap.NewNop()})
 		if err != nil {
 			return nil, nil, fmt.Errorf("etcd client: %w", err)
 		}

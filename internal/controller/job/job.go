@@ -55,6 +55,7 @@ type Controller struct {
 	synced     []cache.InformerSynced
 	queue      workqueue.TypedRateLimitingInterface[string]
 	expect     *expectations
+	removals   *removals
 	failures   *backoffStore
 	workerSize int
 }
@@ -96,6 +97,7 @@ func New(cc *controller.Context, opts ...Option) (*Controller, error) {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](20*time.Millisecond, 30*time.Second),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: Name, Clock: c.clock})
 	c.expect = newExpectations(c.clock)
+	c.removals = newRemovals()
 	c.failures = newBackoffStore()
 
 	jobInf := cc.Informers.Batch().V1().Jobs()

@@ -82,6 +82,17 @@ func (c *Controller) release(ctx context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
+// releaseTracked removes the tracking finalizer from a pod of the Job
+// at key, remembering the removal until the pod informer shows it.
+func (c *Controller) releaseTracked(ctx context.Context, key string, pod *corev1.Pod) error {
+	c.removals.expect(key, pod.UID)
+	err := c.release(ctx, pod)
+	if err != nil {
+		c.removals.drop(key, pod.UID)
+	}
+	return err
+}
+
 // deletePods deletes pods the controller no longer wants. It releases
 // each first so that pods it removes on purpose (suspension, deadline,
 // excess) are not later counted as failures.
@@ -93,7 +104,7 @@ func (c *Controller) deletePods(ctx context.Context, key string, job *batchv1.Jo
 	deleted := 0
 	var errs []error
 	for _, p := range pods {
-		err := c.release(ctx, p)
+		err := c.releaseTracked(ctx, key, p)
 		if err == nil {
 			err = c.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 		}

@@ -26,6 +26,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	job, err := c.jobs.Jobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		c.expect.forget(key)
+		c.removals.forget(key)
 		c.failures.forget(key)
 		return c.releaseStrays(ctx, ns, name, "")
 	}
@@ -47,6 +48,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	c.removals.observe(key, pods)
 	if finished(job) != nil {
 		return c.syncFinished(ctx, key, job, pods)
 	}
@@ -188,6 +190,11 @@ type tally struct {
 // whether the Job is done, and otherwise keep the right pods running.
 func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.Job, pods []*corev1.Pod) error {
 	now := c.clock.Now()
+	// As upstream, the cache is trusted to create or delete pods only once
+	// it shows what earlier syncs did: pods created and deleted, and
+	// finalizers removed (an unseen removal may hide a counted pod).
+	// Removals this sync makes are accounted for by track itself.
+	settled := c.expect.satisfied(key) && c.removals.none(key)
 	t, orig, err := c.track(ctx, key, job, pods, now)
 	if err != nil {
 		return err
@@ -272,7 +279,7 @@ func (c *Controller) syncRunning(ctx context.Context, key string, job *batchv1.J
 		n, err := c.deletePods(ctx, key, job, t.active)
 		active -= n
 		errs = append(errs, err)
-	case c.expect.satisfied(key):
+	case settled:
 		n, err := c.manage(ctx, key, job, t, succeededN, now)
 		active += n
 		errs = append(errs, err)

@@ -385,6 +385,43 @@ func TestExpectationsPreventDoubleCreate(t *testing.T) {
 	}
 }
 
+// TestStalePodCacheCountsOnce: when the Job informer already shows the
+// status that counted a finished pod but the pod informer still shows the
+// pod with its finalizer, the pod must not be counted a second time.
+func TestStalePodCacheCountsOnce(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		phase corev1.PodPhase
+		count func(*batchv1.Job) int32
+	}{
+		{"failed", corev1.PodFailed, func(j *batchv1.Job) int32 { return j.Status.Failed }},
+		{"succeeded", corev1.PodSucceeded, func(j *batchv1.Job) int32 { return j.Status.Succeeded }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			job := newJob(3, 2)
+			f := newFixture(t, job, newJobPod(job, "done", tt.phase, 1, -1), newJobPod(job, "running", corev1.PodRunning, 0, -1))
+			f.sync(t)
+			if got := tt.count(f.job(t)); got != 1 {
+				t.Fatalf("after the first sync the pod counts %d times, want 1", got)
+			}
+			pods := len(f.pods(t))
+			// Only the Job informer catches up.
+			if err := f.inf.Batch().V1().Jobs().Informer().GetIndexer().Update(f.job(t)); err != nil {
+				t.Fatal(err)
+			}
+			f.sync(t)
+			if got := tt.count(f.job(t)); got != 1 {
+				t.Errorf("with a stale pod cache the pod counts %d times, want 1", got)
+			}
+			if n := len(f.pods(t)); n != pods {
+				t.Errorf("%d pods after a sync on a stale pod cache, want %d as before", n, pods)
+			}
+		})
+	}
+}
+
 func TestTTLAfterFinished(t *testing.T) {
 	t.Parallel()
 	job := newJob(1, 1, func(j *batchv1.Job) {

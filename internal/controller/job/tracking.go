@@ -55,8 +55,8 @@ func (c *Controller) track(ctx context.Context, key string, job *batchv1.Job, po
 			continue
 		}
 		t.finishedPods = append(t.finishedPods, p)
-		if !hasFinalizer(p) {
-			continue // counted already
+		if !hasFinalizer(p) || c.removals.has(key, p.UID) {
+			continue // counted already (the cache may not show it yet)
 		}
 		toRelease = append(toRelease, p)
 		if uncS[p.UID] || uncF[p.UID] {
@@ -129,7 +129,7 @@ func (c *Controller) track(ctx context.Context, key string, job *batchv1.Job, po
 	released := map[types.UID]bool{}
 	var errs []error
 	for _, p := range toRelease {
-		if err := c.release(ctx, p); err != nil {
+		if err := c.releaseTracked(ctx, key, p); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -143,7 +143,7 @@ func (c *Controller) track(ctx context.Context, key string, job *batchv1.Job, po
 	}
 	pending := func(uid types.UID) bool {
 		p, ok := present[uid]
-		return ok && hasFinalizer(p) && !released[uid]
+		return ok && hasFinalizer(p) && !released[uid] && !c.removals.has(key, uid)
 	}
 	var keepS, keepF []types.UID
 	for _, uid := range unc.Succeeded {
