@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 )
 
 // Context is what a controller is built from. Informer factories are
@@ -73,3 +74,24 @@ type Descriptor struct {
 	Name string
 	New  func(c *Context) (Interface, error)
 }
+
+// Clock returns the real clock, reading the time from now when it is set,
+// so that a manager-wide clock (controller.Context.Now) reaches
+// controllers that need a full clock.Clock for timers and delays.
+func Clock(now func() time.Time) clock.WithTicker {
+	return nowClock{now: now}
+}
+
+type nowClock struct {
+	clock.RealClock
+	now func() time.Time
+}
+
+func (n nowClock) Now() time.Time {
+	if n.now != nil {
+		return n.now()
+	}
+	return n.RealClock.Now()
+}
+
+func (n nowClock) Since(t time.Time) time.Duration { return n.Now().Sub(t) }

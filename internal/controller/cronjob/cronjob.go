@@ -15,7 +15,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	"k8s.io/client-go/tools/cache"
@@ -65,7 +64,7 @@ func New(cc *controller.Context, opts ...Option) (*Controller, error) {
 		client:   cc.Client,
 		recorder: cc.Recorder("cronjob-controller"),
 		log:      logger.With("controller", Name),
-		clock:    nowClock{clock.RealClock{}, cc.Now},
+		clock:    controller.Clock(cc.Now),
 	}
 	for _, o := range opts {
 		o(c)
@@ -96,49 +95,9 @@ func New(cc *controller.Context, opts ...Option) (*Controller, error) {
 	return c, nil
 }
 
-// nowClock is the real clock reading the time from controller.Context.Now
-// when one is given.
-type nowClock struct {
-	clock.RealClock
-	now func() time.Time
-}
-
-func (n nowClock) Now() time.Time {
-	if n.now != nil {
-		return n.now()
-	}
-	return n.RealClock.Now()
-}
-
-func (n nowClock) Since(t time.Time) time.Duration { return n.Now().Sub(t) }
-
 // Run processes CronJobs until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ctx.Err()
-	}
-	for i := 0; i < 2; i++ {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-	return nil
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		if err := c.sync(ctx, key); err != nil {
-			c.log.Warn("sync failed", "cronjob", key, "err", err)
-			c.queue.AddRateLimited(key)
-		} else {
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	return controller.RunWorkers(ctx, c.queue, 2, c.synced, c.sync, c.log)
 }
 
 func (c *Controller) enqueue(obj any) {

@@ -16,7 +16,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -85,7 +84,7 @@ func New(cc *controller.Context, opts ...Option) (*Controller, error) {
 		client:     cc.Client,
 		recorder:   cc.Recorder("job-controller"),
 		log:        logger.With("controller", Name),
-		clock:      nowClock{clock.RealClock{}, cc.Now},
+		clock:      controller.Clock(cc.Now),
 		backoff:    DefaultBackoff,
 		maxBackoff: DefaultMaxBackoff,
 		workerSize: 4,
@@ -122,53 +121,9 @@ func New(cc *controller.Context, opts ...Option) (*Controller, error) {
 	return c, nil
 }
 
-// nowClock is the real clock reading the time from controller.Context.Now
-// when one is given, so a manager-wide clock reaches this controller.
-type nowClock struct {
-	clock.RealClock
-	now func() time.Time
-}
-
-func (n nowClock) Now() time.Time {
-	if n.now != nil {
-		return n.now()
-	}
-	return n.RealClock.Now()
-}
-
-func (n nowClock) Since(t time.Time) time.Duration { return n.Now().Sub(t) }
-
 // Run processes Jobs until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ctx.Err()
-	}
-	for i := 0; i < c.workerSize; i++ {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-	return nil
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for c.processNext(ctx) {
-	}
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	if err := c.sync(ctx, key); err != nil {
-		c.log.Warn("sync failed", "job", key, "err", err)
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
+	return controller.RunWorkers(ctx, c.queue, c.workerSize, c.synced, c.sync, c.log)
 }
 
 func (c *Controller) enqueueJob(obj any) {
