@@ -113,7 +113,6 @@ type schedResult struct {
 	workload string
 	nodes    int
 	pods     int
-	alone    float64       // pods/s, scheduler alone on its cache (Go benchmark); 0 when not measured
 	api      float64       // pods/s, first create to last binding through the API server
 	created  time.Duration // how long creating the pods took (the client's share)
 	bound    time.Duration // first create to last binding

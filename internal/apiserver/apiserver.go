@@ -46,8 +46,9 @@ type Config struct {
 	Resources []*resource.Resource
 	// Storage opens each kind's store.
 	Storage StorageFactory
-	// Admission runs on every write, in order, after defaulting and before
-	// validation.
+	// Admission runs on every write, in order, after defaulting and
+	// validation and before the object is stored (the namespace lifecycle
+	// check always runs first).
 	Admission []Admitter
 	// Extra handles paths the API server itself does not (OpenAPI,
 	// metrics), keyed by path prefix.

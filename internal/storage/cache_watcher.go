@@ -191,20 +191,3 @@ func (c *Cacher) prevAtRevLocked(ce *cacheEvent) runtime.Object {
 	}
 	return ce.prevAtRev
 }
-
-// expiredWatch is a watch that reports 410 Gone and ends.
-func expiredWatch(requested, oldest int64) watch.Interface {
-	ch := make(chan watch.Event, 1)
-	ch <- watch.Event{Type: watch.Error, Object: expiredStatus(requested, oldest)}
-	close(ch)
-	return staticWatch(ch)
-}
-
-// staticWatch is a watch whose events are all already in its channel.
-type staticWatch chan watch.Event
-
-// ResultChan implements watch.Interface.
-func (s staticWatch) ResultChan() <-chan watch.Event { return s }
-
-// Stop implements watch.Interface; there is nothing to stop.
-func (s staticWatch) Stop() {}

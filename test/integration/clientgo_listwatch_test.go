@@ -426,7 +426,7 @@ func TestClientGoWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		cm.Data["v"] = "2"
-		if cm, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		if _, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := cms.Delete(ctx, "w", metav1.DeleteOptions{}); err != nil {

@@ -37,15 +37,16 @@ type fixtureInner struct {
 // fixture exercises every json tag form the generator must understand.
 type fixture struct {
 	fixtureInner `json:",inline"`
-	Skipped      string            `json:"-"`
-	Ptr          *int64            `json:"ptr,omitempty"`
-	Untagged     bool              // no json tag: encoding/json uses the Go name
-	private      int               // unexported: never on the wire
-	Self         *fixture          `json:"self,omitempty"`
-	Any          any               `json:"any"`
-	Labels       map[string]string `json:"labels,omitempty"`
-	Raw          []byte            `json:"raw,omitempty"`
-	Zero         float64           `json:"zero,omitzero"`
+	Skipped      string `json:"-"`
+	Ptr          *int64 `json:"ptr,omitempty"`
+	Untagged     bool   // no json tag: encoding/json uses the Go name
+	//lint:ignore U1000 present to check that unexported fields are skipped
+	private int               // unexported: never on the wire
+	Self    *fixture          `json:"self,omitempty"`
+	Any     any               `json:"any"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Raw     []byte            `json:"raw,omitempty"`
+	Zero    float64           `json:"zero,omitzero"`
 }
 
 func TestDefinitionName(t *testing.T) {
