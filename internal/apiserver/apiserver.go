@@ -5,6 +5,7 @@
 package apiserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,12 @@ type Config struct {
 	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// KubeletTLS is how the connect subresources (pods/log, pods/exec,
+	// pods/attach, pods/portforward) reach kubelets: a client certificate
+	// the kubelets accept and RootCAs to check their serving
+	// certificates by (the chain only; see kubeletTransport). Nil answers
+	// those subresources with 503.
+	KubeletTLS *tls.Config
 }
 
 // Server is the API server's HTTP handler over its stores.
@@ -76,6 +83,9 @@ type Server struct {
 	mux       *http.ServeMux
 	// encodings shares watch events' JSON between watch streams.
 	encodings *encodingCache
+	// kubelet carries connect requests to kubelets; nil without
+	// cfg.KubeletTLS.
+	kubelet *http.Transport
 }
 
 // New builds the server and opens every kind's store.
@@ -119,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		s.stores[r] = st
 	}
 	s.cfg.Admission = append([]Admitter{newNamespaceLifecycle(s)}, s.cfg.Admission...)
+	s.kubelet = kubeletTransport(cfg.KubeletTLS)
 	s.discovery = newDiscovery(cfg.Resources, cfg.ExternalAddress)
 	s.mux = s.routes()
 	return s, nil

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/skiffhq/skiff/internal/apiserver/auth"
 	"github.com/skiffhq/skiff/internal/apiserver/resource"
 )
 
@@ -102,7 +104,8 @@ func specEqual(a, b runtime.Object) bool {
 }
 
 // prepareCreate fills server-owned metadata and defaults, then validates.
-func (s *Server) prepareCreate(r *resource.Resource, obj runtime.Object, namespace string) error {
+// ctx carries the requesting user, for kinds that record it.
+func (s *Server) prepareCreate(ctx context.Context, r *resource.Resource, obj runtime.Object, namespace string) error {
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return apierrors.NewBadRequest(err.Error())
@@ -138,6 +141,10 @@ func (s *Server) prepareCreate(r *resource.Resource, obj runtime.Object, namespa
 	if r.PrepareCreate != nil {
 		r.PrepareCreate(obj)
 	}
+	if r.SetCreator != nil {
+		u, _ := auth.UserFrom(ctx)
+		r.SetCreator(obj, u)
+	}
 	errs := validateMeta(r, m)
 	if r.Validate != nil {
 		errs = append(errs, r.Validate(obj)...)
@@ -150,7 +157,7 @@ func (s *Server) prepareCreate(r *resource.Resource, obj runtime.Object, namespa
 
 // prepareUpdate merges an update into the stored object's server-owned
 // state, as upstream's update strategies do, then defaults and validates.
-// sub is "" for the main resource or "status".
+// sub is "" for the main resource, "status" or one of the kind's Parts.
 func (s *Server) prepareUpdate(r *resource.Resource, sub string, obj, cur runtime.Object) (runtime.Object, error) {
 	m, err := meta.Accessor(obj)
 	if err != nil {
@@ -160,7 +167,10 @@ func (s *Server) prepareUpdate(r *resource.Resource, sub string, obj, cur runtim
 	if rv := m.GetResourceVersion(); rv != "" && rv != cm.GetResourceVersion() {
 		return nil, apierrors.NewConflict(r.Resource().GroupResource(), cm.GetName(), errModified)
 	}
-	if sub == "status" {
+	if merge := r.Parts[sub]; merge != nil {
+		obj = merge(obj, cur)
+		m, _ = meta.Accessor(obj)
+	} else if sub == "status" {
 		// Only status changes through /status; everything else stays as stored.
 		merged := cur.DeepCopyObject()
 		copyStatus(merged, obj)

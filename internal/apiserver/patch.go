@@ -79,7 +79,7 @@ func patcherFor(media string, patch []byte, dataStruct runtime.Object) (patcher,
 }
 
 func (s *Server) patch(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
-	if !subresourceAllows(info.subresource, "patch") || info.subresource == "finalize" {
+	if !subresourceAllows(info.res, info.subresource, "patch") || info.subresource == "finalize" {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "patch")
 	}
 	out, ok := negotiate(r)

@@ -36,6 +36,10 @@ func (c *codeRecorder) Flush() {
 	}
 }
 
+// Unwrap lets http.ResponseController reach the connection, which the
+// connect subresources hijack to splice upgraded streams.
+func (c *codeRecorder) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
 // serveResource dispatches a resource request to its verb.
 func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info *requestInfo) {
 	start := time.Now()
@@ -49,6 +53,13 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info *req
 	}()
 	w = rec
 	var err error
+	if c := info.res.Connect[info.subresource]; c != nil {
+		err = s.connect(w, r, info, c)
+		if err != nil {
+			writeError(w, err)
+		}
+		return
+	}
 	switch info.verb {
 	case "get":
 		err = s.get(w, r, info)
@@ -74,8 +85,11 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info *req
 	}
 }
 
-// subresourceAllows reports whether a verb applies to a subresource.
-func subresourceAllows(sub, verb string) bool {
+// subresourceAllows reports whether a verb applies to a subresource of r.
+func subresourceAllows(r *resource.Resource, sub, verb string) bool {
+	if _, ok := r.Parts[sub]; ok {
+		sub = "status" // a part is read and written as status is
+	}
 	switch sub {
 	case "":
 		return true
@@ -90,7 +104,7 @@ func subresourceAllows(sub, verb string) bool {
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
-	if !subresourceAllows(info.subresource, "get") {
+	if !subresourceAllows(info.res, info.subresource, "get") {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "get")
 	}
 	out, ok := negotiate(r)

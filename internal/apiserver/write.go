@@ -58,7 +58,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, info *requestInf
 	if err != nil {
 		return err
 	}
-	if err := s.prepareCreate(info.res, obj, info.namespace); err != nil {
+	if err := s.prepareCreate(r.Context(), info.res, obj, info.namespace); err != nil {
 		return err
 	}
 	m, _ := meta.Accessor(obj)
@@ -97,7 +97,7 @@ func (s *Server) createObject(ctx context.Context, res *resource.Resource, obj r
 }
 
 func (s *Server) update(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
-	if !subresourceAllows(info.subresource, "update") {
+	if !subresourceAllows(info.res, info.subresource, "update") {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "update")
 	}
 	out, ok := negotiate(r)
@@ -279,7 +279,7 @@ func (s *Server) Create(ctx context.Context, obj runtime.Object) (runtime.Object
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", gvk.Kind, err)
 	}
-	if err := s.prepareCreate(res, obj, m.GetNamespace()); err != nil {
+	if err := s.prepareCreate(ctx, res, obj, m.GetNamespace()); err != nil {
 		return nil, err
 	}
 	return s.createObject(ctx, res, obj, false)

@@ -19,7 +19,7 @@ func NewRoot(start time.Time) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCommand(start), newKubectlCommand())
+	root.AddCommand(newServerCommand(start), newAgentCommand(), newImageCommand(), newKubectlCommand())
 	return root
 }
 

@@ -1,13 +1,17 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"github.com/skiffhq/skiff/internal/agent"
 	"github.com/skiffhq/skiff/internal/controller/nodeipam"
 	"github.com/skiffhq/skiff/internal/controller/nodelifecycle"
 	"github.com/skiffhq/skiff/internal/controller/podgc"
@@ -18,6 +22,7 @@ func newServerCommand(start time.Time) *cobra.Command {
 	cfg := server.Config{StartTime: start}
 	var logLevel string
 	var disableAgent bool
+	var node agentFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a control plane: embedded etcd, API server and controllers",
@@ -32,14 +37,21 @@ func newServerCommand(start time.Time) *cobra.Command {
 			slog.SetDefault(cfg.Logger)
 			// client-go (leader election, informers) logs through klog.
 			klog.SetSlogLogger(cfg.Logger)
-			if !disableAgent {
-				cfg.Logger.Warn("the node agent is not built yet; running the control plane only (as with --disable-agent)")
-			}
 			s, err := server.New(cfg)
 			if err != nil {
 				return fmt.Errorf("server: %w", err)
 			}
-			return s.Run(cmd.Context())
+			if disableAgent {
+				return s.Run(cmd.Context())
+			}
+			if node.nodeIP == "" {
+				node.nodeIP = s.AdvertiseAddress()
+			}
+			acfg, err := node.config(filepath.Join(cfg.DataDir, "agent"), cfg.Logger)
+			if err != nil {
+				return err
+			}
+			return runWithAgent(cmd.Context(), s, acfg)
 		},
 	}
 	f := cmd.Flags()
@@ -62,5 +74,43 @@ func newServerCommand(start time.Time) *cobra.Command {
 	f.IntVar(&cfg.TerminatedPodGCThreshold, "terminated-pod-gc-threshold", podgc.DefaultTerminatedPodThreshold, "terminated pods kept before the oldest are deleted (0 or less: never)")
 	f.BoolVar(&disableAgent, "disable-agent", false, "run the control plane without a node agent")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	node.add(f)
 	return cmd
+}
+
+// runWithAgent runs the control plane and, once it is ready, the node
+// agent beside it. The agent stops first, while the API still answers.
+func runWithAgent(ctx context.Context, s *server.Server, acfg agent.Config) error {
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	serverCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServer()
+	serverErr := make(chan error, 1)
+	go func() { serverErr <- s.Run(serverCtx) }()
+	select {
+	case <-s.Ready():
+	case err := <-serverErr:
+		return err
+	case <-ctx.Done():
+		stopServer()
+		return <-serverErr
+	}
+	agentErr := make(chan error, 1)
+	go func() { agentErr <- runLocalAgent(agentCtx, acfg, s.URL(), s.Bundle()) }()
+	var err error
+	select {
+	case err = <-agentErr:
+		if err != nil {
+			err = fmt.Errorf("agent: %w", err)
+		}
+	case err = <-serverErr:
+		stopAgent()
+		<-agentErr
+		return err
+	case <-ctx.Done():
+		stopAgent()
+		err = <-agentErr
+	}
+	stopServer()
+	return errors.Join(err, <-serverErr)
 }

@@ -6,6 +6,8 @@ package controller
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"log/slog"
 	"time"
 
@@ -54,6 +56,17 @@ type Settings struct {
 	// TerminatedPodGCThreshold is how many terminated pods may exist
 	// before pod GC deletes the oldest; negative disables that part.
 	TerminatedPodGCThreshold int
+	// Signer signs approved CertificateSigningRequests with the cluster
+	// CA; nil leaves them unsigned.
+	Signer CertificateSigner
+}
+
+// CertificateSigner issues certificates from the cluster CA (a
+// *pki.Bundle). Only the server holding the CA key has one.
+type CertificateSigner interface {
+	// Sign issues a PEM certificate for pub from template, with a fresh
+	// serial number and NotAfter capped at the CA's expiry.
+	Sign(template *x509.Certificate, pub crypto.PublicKey) ([]byte, error)
 }
 
 // Resource is one served kind, for controllers that act on all of them

@@ -36,6 +36,7 @@ func (s *Server) startControllers(ctx context.Context, kinds []*resource.Resourc
 			NodeMonitorGracePeriod:   s.cfg.NodeMonitorGracePeriod,
 			ClusterCIDR:              s.cfg.ClusterCIDR,
 			TerminatedPodGCThreshold: s.cfg.TerminatedPodGCThreshold,
+			Signer:                   s.bundle,
 		}})
 	if err != nil {
 		return err

@@ -184,6 +184,17 @@ func (s *Server) URL() string {
 	return "https://127.0.0.1:" + port
 }
 
+// Bundle returns the cluster PKI once Ready: the embedded node agent
+// issues its own credentials from it.
+func (s *Server) Bundle() *pki.Bundle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bundle
+}
+
+// AdvertiseAddress is the address other hosts reach this server at.
+func (s *Server) AdvertiseAddress() string { return s.cfg.AdvertiseAddress }
+
 // AdminKubeconfig returns the path of the admin kubeconfig.
 func (s *Server) AdminKubeconfig() string { return filepath.Join(s.cfg.DataDir, "admin.kubeconfig") }
 
@@ -234,7 +245,9 @@ func (s *Server) Run(parent context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
+	s.mu.Lock()
 	s.bundle = bundle
+	s.mu.Unlock()
 	s.log.Info("component ready", "component", "pki", "took", time.Since(start).Round(time.Microsecond))
 
 	// Our series go in a registry of our own; the default registry already
@@ -290,6 +303,7 @@ func (s *Server) Run(parent context.Context) error {
 			"/openapi/v3":  http.HandlerFunc(spec.ServeV3),
 			"/openapi/v3/": http.HandlerFunc(spec.ServeV3),
 			"/metrics":     promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{}),
+			"/cacerts":     caCertsHandler(bundle.CAPEM),
 		},
 		Ready: s.readyCheck,
 	})

@@ -160,10 +160,11 @@ func withAuthenticated(u UserInfo) UserInfo {
 
 // PublicPaths reports whether upstream lets anonymous callers read path:
 // the health endpoints and /version, which the system:public-info-viewer
-// role grants to everyone.
+// role grants to everyone, and /cacerts, where joining agents fetch the
+// cluster CA that their token pins.
 func PublicPaths(path string) bool {
 	switch path {
-	case "/healthz", "/livez", "/readyz", "/version", "/version/":
+	case "/healthz", "/livez", "/readyz", "/version", "/version/", "/cacerts":
 		return true
 	}
 	for _, p := range []string{"/healthz/", "/livez/", "/readyz/"} {

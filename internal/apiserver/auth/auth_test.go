@@ -150,6 +150,11 @@ func TestMiddleware(t *testing.T) {
 			name: "anonymous version", path: "/version", wantCode: 200,
 			wantUser: UserInfo{Name: UserAnonymous, Groups: []string{GroupUnauthenticated}},
 		},
+		{
+			name: "anonymous cacerts", path: "/cacerts", wantCode: 200,
+			wantUser: UserInfo{Name: UserAnonymous, Groups: []string{GroupUnauthenticated}},
+		},
+		{name: "cacerts is no prefix", path: "/cacerts/x", wantCode: 401},
 		{name: "look-alike path is not public", path: "/healthzz", wantCode: 401},
 		{name: "wrong token fails even on healthz", path: "/healthz", header: "Bearer nope", wantCode: 401},
 		{

@@ -38,6 +38,7 @@ func Pods() *Resource {
 		Status:         true,
 		Binding:        true,
 		GracefulDelete: func(obj runtime.Object, requested *int64) *int64 { return podGracePeriod(obj.(*corev1.Pod), requested) },
+		Connect:        podConnect(),
 	}
 }
 

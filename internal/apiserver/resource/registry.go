@@ -10,6 +10,8 @@ func All() []*Resource {
 		Deployments(), ReplicaSets(), DaemonSets(), StatefulSets(), ControllerRevisions(),
 		// batch/v1
 		Jobs(), CronJobs(),
+		// certificates.k8s.io/v1
+		CertificateSigningRequests(),
 		// coordination.k8s.io/v1
 		Leases(),
 		// discovery.k8s.io/v1

@@ -5,6 +5,10 @@
 package resource
 
 import (
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/skiffhq/skiff/internal/apiserver/auth"
 )
 
 // Resource describes one kind at one group/version.
@@ -35,6 +41,11 @@ type Resource struct {
 	// PrepareCreate adjusts a new object before validation beyond plain
 	// defaults (e.g. reset status, set the pod phase). Nil means nothing.
 	PrepareCreate func(obj runtime.Object)
+	// SetCreator records who creates the object, after PrepareCreate and
+	// before validation: a CertificateSigningRequest's requestor is
+	// whoever the server authenticated, never what the client claims.
+	// Nil means nothing.
+	SetCreator func(obj runtime.Object, user auth.UserInfo)
 	// PrepareUpdate carries server-assigned values the client may omit on
 	// update from the stored object (a Service's cluster IP, say), before
 	// validation. Nil means nothing.
@@ -63,6 +74,14 @@ type Resource struct {
 	// Status: the kind has a status subresource, so the main resource
 	// ignores status changes and /status ignores everything else.
 	Status bool
+	// Parts are subresources through which a client updates one part of
+	// an object and nothing else (certificatesigningrequests/approval
+	// changes only the approval conditions). Each maps a name to the merge
+	// that builds the object to store from the client's object and the
+	// stored one, which it must not modify. An entry named "status"
+	// replaces the default merge of a kind with Status set. Parts serve
+	// get, update and patch.
+	Parts map[string]func(obj, cur runtime.Object) runtime.Object
 	// Scale, when set, serves the scale subresource.
 	Scale *Scale
 	// Binding: pods/binding.
@@ -70,6 +89,53 @@ type Resource struct {
 	// GracefulDelete, when set, returns the grace period a delete should
 	// wait (nil for an immediate delete); pods use it.
 	GracefulDelete func(obj runtime.Object, requested *int64) *int64
+	// Connect holds, by subresource name, the subresources served by the
+	// kubelet of the object's node (pods/log, pods/exec...).
+	Connect map[string]*Connect
+}
+
+// Connect describes a subresource the API server answers by handing the
+// request to the kubelet of the node the object is bound to.
+type Connect struct {
+	// Kind is the kind discovery names for the subresource (the options
+	// kind, as upstream: PodExecOptions; Pod for logs).
+	Kind schema.GroupVersionKind
+	// Methods are the HTTP methods served; discovery lists GET as the
+	// verb get and POST as create.
+	Methods []string
+	// Upgrade: the connection is upgraded (SPDY or WebSocket) and spliced
+	// through to the kubelet; otherwise the kubelet's response body is
+	// streamed back as it comes.
+	Upgrade bool
+	// Location checks the request's parameters against the stored object
+	// and returns where on which node's kubelet to send it. Errors are
+	// API errors (apierrors.NewBadRequest and the like).
+	Location func(obj runtime.Object, query url.Values) (*ConnectTarget, error)
+}
+
+// ConnectTarget is where on a node's kubelet a connect request goes.
+type ConnectTarget struct {
+	// Node is the node's name.
+	Node string
+	// Path and Query are the kubelet's, e.g. /exec/ns/pod/container and
+	// command=ls&output=1.
+	Path  string
+	Query url.Values
+}
+
+// Verbs returns the discovery verbs of the connect subresource, sorted.
+func (c *Connect) Verbs() []string {
+	var verbs []string
+	for _, m := range c.Methods {
+		switch m {
+		case http.MethodGet:
+			verbs = append(verbs, "get")
+		case http.MethodPost:
+			verbs = append(verbs, "create")
+		}
+	}
+	slices.Sort(verbs)
+	return verbs
 }
 
 // Scale reads and writes the replica count behind the scale subresource.
@@ -100,13 +166,26 @@ func (r *Resource) Subresources() []string {
 	if r.Status {
 		s = append(s, "status")
 	}
+	var parts []string
+	for name := range r.Parts {
+		if name != "status" {
+			parts = append(parts, name)
+		}
+	}
+	sort.Strings(parts)
+	s = append(s, parts...)
 	if r.Scale != nil {
 		s = append(s, "scale")
 	}
 	if r.Binding {
 		s = append(s, "binding")
 	}
-	return s
+	connect := make([]string, 0, len(r.Connect))
+	for name := range r.Connect {
+		connect = append(connect, name)
+	}
+	slices.Sort(connect)
+	return append(s, connect...)
 }
 
 func lower(s string) string {

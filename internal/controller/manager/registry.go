@@ -3,6 +3,7 @@ package manager
 import (
 	"github.com/skiffhq/skiff/internal/controller"
 	"github.com/skiffhq/skiff/internal/controller/cronjob"
+	"github.com/skiffhq/skiff/internal/controller/csrsigning"
 	"github.com/skiffhq/skiff/internal/controller/daemonset"
 	"github.com/skiffhq/skiff/internal/controller/deployment"
 	"github.com/skiffhq/skiff/internal/controller/endpoints"
@@ -36,5 +37,6 @@ func Controllers() []controller.Descriptor {
 		cronjob.Descriptor,
 		daemonset.Descriptor,
 		statefulset.Descriptor,
+		csrsigning.Descriptor,
 	}
 }

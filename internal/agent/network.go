@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/skiffhq/skiff/internal/network"
+)
+
+// podNetwork configures this node's pod network: the CNI configuration
+// once the node has a pod CIDR, and routes to every other node's pods.
+type podNetwork struct {
+	confDir, dataDir string
+	routes           *network.Routes
+	log              *slog.Logger
+	mu               sync.Mutex
+}
+
+// configure writes the CNI configuration for the node's pod CIDR.
+func (n *podNetwork) configure(_ context.Context, cidr string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, err := network.WriteCNIConfig(n.confDir, network.CNIConfig{PodCIDR: cidr, DataDir: n.dataDir})
+	return err
+}
+
+// routeResync bounds how stale routes get if an event is missed or a
+// route is removed behind our back.
+const routeResync = 30 * time.Second
+
+// syncRoutes keeps a route to each other node's pod CIDR via its
+// InternalIP, whenever nodes change.
+func (n *podNetwork) syncRoutes(ctx context.Context, f informers.SharedInformerFactory, self string) error {
+	kick := make(chan struct{}, 1)
+	wake := func(any) {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	inf := f.Core().V1().Nodes().Informer()
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: wake, UpdateFunc: func(_, o any) { wake(o) }, DeleteFunc: wake})
+	f.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return nil
+	}
+	lister := f.Core().V1().Nodes().Lister()
+	t := time.NewTicker(routeResync)
+	defer t.Stop()
+	for {
+		nodes, _ := lister.List(labels.Everything())
+		var want []network.Route
+		for _, node := range nodes {
+			if node.Name == self || node.Spec.PodCIDR == "" {
+				continue
+			}
+			_, dst, err := net.ParseCIDR(node.Spec.PodCIDR)
+			via := internalIP(node)
+			if err != nil || via == nil {
+				continue
+			}
+			want = append(want, network.Route{Dst: dst, Via: via})
+		}
+		if err := n.routes.Sync(want); err != nil {
+			n.log.Warn("pod routes", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+		case <-t.C:
+		}
+	}
+}
+
+func internalIP(n *corev1.Node) net.IP {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return net.ParseIP(a.Address)
+		}
+	}
+	return nil
+}
