@@ -27,6 +27,11 @@ fi
 rm -f "$pid_file"
 
 if [[ "${1:-}" == --purge ]]; then
+	# Pods outlive the server (a restart adopts them); purging ends them:
+	# their shims, then whatever they left mounted under the data dir.
+	pkill -KILL -f "containerd-shim.*-address $SKIFF_DATA_DIR/" 2>/dev/null || true
+	grep -F " $SKIFF_DATA_DIR/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	ip link del skiff0 2>/dev/null || true
 	rm -rf "$SKIFF_DATA_DIR"
 	echo "==> removed $SKIFF_DATA_DIR" >&2
 fi

@@ -11,11 +11,12 @@
 SKIFF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Build and test needs: ca-certificates (module downloads), git, make.
-# Run-time needs of the node agent (later issues; harmless now): containerd,
-# runc, CNI plugins, a static busybox for test images, nftables for the proxy.
+# Run-time needs of the node agent: containerd, runc, CNI plugins, a static
+# busybox for the images skiff builds, iproute2 (the end-to-end tests' second
+# host is a network namespace), nftables for the proxy.
 SKIFF_APT_PACKAGES=(
 	ca-certificates git make
-	containerd runc containernetworking-plugins busybox-static nftables
+	containerd runc containernetworking-plugins busybox-static iproute2 nftables
 )
 
 skiff::log() { printf '==> %s\n' "$*" >&2; }

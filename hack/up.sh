@@ -46,6 +46,12 @@ skiff::log "building bin/skiff (the first build downloads modules: a few minutes
 ./hack/build.sh "$skiff_bin"
 
 mkdir -p "$SKIFF_DATA_DIR"
+# The node imports every tarball in its images/ dir at start: give it
+# skiff's own busybox image for the tour's app.
+mkdir -p "$SKIFF_DATA_DIR/agent/images"
+if [[ ! -f "$SKIFF_DATA_DIR/agent/images/busybox.tar" ]]; then
+	"$skiff_bin" image build busybox -o "$SKIFF_DATA_DIR/agent/images/busybox.tar"
+fi
 if [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
 	skiff::log "skiff server already running (pid $(cat "$pid_file")); stop it with hack/down.sh to restart it"
 	exit 0
@@ -90,8 +96,11 @@ skiff server is ready (pid $pid; logs: $log_file; data: $SKIFF_DATA_DIR).
 
 try:
   ${env_hint}bin/skiff kubectl get ns
+  bin/skiff kubectl get nodes -o wide
   bin/skiff kubectl apply -f examples/app.yaml
+  bin/skiff kubectl rollout status deploy/web -n demo
   bin/skiff kubectl get all -n demo -o wide
+  bin/skiff kubectl logs -n demo deploy/web
   bin/skiff kubectl api-resources
 
 For your own kubectl: export KUBECONFIG=$SKIFF_DATA_DIR/admin.kubeconfig

@@ -108,6 +108,9 @@ func newDiscovery(kinds []*resource.Resource, address string) *discovery {
 
 // subresourceKind returns the kind a subresource speaks and its verbs.
 func subresourceKind(r *resource.Resource, sub string) (schema.GroupVersionKind, []string) {
+	if c := r.Connect[sub]; c != nil {
+		return c.Kind, c.Verbs()
+	}
 	switch sub {
 	case "scale":
 		return schema.GroupVersionKind{Group: "autoscaling", Version: "v1", Kind: "Scale"}, verbsStatus

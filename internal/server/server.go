@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -291,7 +292,18 @@ func (s *Server) Run(parent context.Context) error {
 	if err != nil {
 		return fmt.Errorf("openapi: %w", err)
 	}
+	// The API server reaches kubelets (pods/log, pods/exec...) as an
+	// administrator; the certificate lives in memory, reissued each start.
+	kcCert, kcKey, err := bundle.IssueClientCert("kube-apiserver-kubelet-client", []string{pki.SystemMastersGroup})
+	if err != nil {
+		return fmt.Errorf("kubelet client certificate: %w", err)
+	}
+	kubeletCert, err := tls.X509KeyPair(kcCert, kcKey)
+	if err != nil {
+		return fmt.Errorf("kubelet client certificate: %w", err)
+	}
 	api, err := apiserver.New(apiserver.Config{
+		KubeletTLS:      &tls.Config{Certificates: []tls.Certificate{kubeletCert}, RootCAs: bundle.CAPool, MinVersion: tls.VersionTLS12},
 		Resources:       kinds,
 		Storage:         factory,
 		Admission:       []apiserver.Admitter{alloc, prio, tolerations},

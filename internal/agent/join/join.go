@@ -110,7 +110,9 @@ func Join(ctx context.Context, cfg Config) (*Credentials, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	// A token without a CA hash cannot make an unverified CA trustworthy.
+	// A token without a CA hash cannot make an unverified CA trustworthy,
+	// so fail before any network. Checking against an empty certificate
+	// tells "not pinned" from "pins some CA" without knowing the format.
 	if err := pki.VerifyTokenCA(cfg.Token, &x509.Certificate{}); errors.Is(err, pki.ErrTokenNotPinned) {
 		return nil, fmt.Errorf("join: %w", err)
 	}
