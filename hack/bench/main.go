@@ -1,17 +1,21 @@
 // Command bench measures a real `skiff server`: it starts the binary on
 // free ports in a temporary data directory and drives it with client-go,
-// as any client would. It has two suites, each printing a table next to
+// as any client would. It has three suites, each printing a table next to
 // its goals. The api suite gives p50/p99 latencies and throughput of
 // ConfigMap create, get, update and list, the delay of watch events, the
 // server's idle memory and its start-up time. The scheduler suite gives
 // pods/s scheduled, for the scheduler alone on its cache (the Go
 // benchmark in internal/scheduler) and from pod creation to binding
 // through the API server at 1,000 and 5,000 Node objects, plus a
-// 3,000-replica Deployment on 100 nodes end to end.
+// 3,000-replica Deployment on 100 nodes end to end. The agent suite runs a
+// separate `skiff agent` node with its own containerd (as root) and gives
+// pod start-up latencies, one at a time and 30 at once, the agent's and
+// containerd's memory idle and busy, and the memory of hollow nodes.
 //
-//	go run ./hack/bench                 # builds bin/skiff first; both suites
+//	go run ./hack/bench                 # builds bin/skiff first; all suites
 //	go run ./hack/bench --skiff bin/skiff --suite api --clients 1,8 --n 1000
 //	go run ./hack/bench --suite scheduler --sched-pods 1000
+//	go run ./hack/bench --suite agent --hollow-nodes 1000
 package main
 
 import (
@@ -24,6 +28,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +47,7 @@ type config struct {
 	keepData bool
 	suite    string
 	sched    schedConfig
+	agent    agentConfig
 }
 
 func main() {
@@ -53,11 +59,16 @@ func main() {
 	flag.IntVar(&cfg.lists, "lists", 50, "lists per level")
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "how long the server idles before each RSS reading")
 	flag.BoolVar(&cfg.keepData, "keep", false, "keep the server's data directory and log")
-	flag.StringVar(&cfg.suite, "suite", "all", "what to measure: api, scheduler or all")
+	flag.StringVar(&cfg.suite, "suite", "all", "what to measure: api, scheduler, agent or all")
 	cfg.sched.flags()
+	cfg.agent.flags()
 	flag.Parse()
-	if cfg.suite != "api" && cfg.suite != "scheduler" && cfg.suite != "all" {
-		fmt.Fprintf(os.Stderr, "bench: bad --suite %q: want api, scheduler or all\n", cfg.suite)
+	var names []string
+	for _, s := range suites() {
+		names = append(names, s.name)
+	}
+	if !slices.Contains(names, cfg.suite) && cfg.suite != "all" {
+		fmt.Fprintf(os.Stderr, "bench: bad --suite %q: want %s or all\n", cfg.suite, strings.Join(names, ", "))
 		os.Exit(2)
 	}
 	for _, f := range strings.Split(clients, ",") {
@@ -93,18 +104,29 @@ func run(ctx context.Context, cfg config) (err error) {
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
-	if cfg.suite == "api" || cfg.suite == "all" {
-		if err := runAPI(ctx, cfg, bin); err != nil {
+	for i, suite := range suites() {
+		if cfg.suite != suite.name && cfg.suite != "all" {
+			continue
+		}
+		if cfg.suite == "all" && i > 0 {
+			fmt.Println()
+		}
+		if err := suite.run(ctx, cfg, bin); err != nil {
 			return err
 		}
 	}
-	if cfg.suite == "scheduler" || cfg.suite == "all" {
-		if cfg.suite == "all" {
-			fmt.Println()
-		}
-		return runScheduler(ctx, cfg, bin)
-	}
 	return nil
+}
+
+// suite is one part of the benchmark that --suite names.
+type suite struct {
+	name string
+	run  func(ctx context.Context, cfg config, bin string) error
+}
+
+// suites returns the suites in the order "all" runs them.
+func suites() []suite {
+	return []suite{{"api", runAPI}, {"scheduler", runScheduler}, {"agent", runAgentSuite}}
 }
 
 // runAPI is the api suite: one server, ConfigMap latencies, memory.

@@ -47,7 +47,9 @@ func qosClass(pod *corev1.Pod) corev1.PodQOSClass {
 			}
 		}
 	}
-	if guaranteed && len(limits) == 2 {
+	// Requests equal to limits: the API server defaults missing requests
+	// from limits, so a pod reaching us with limits only is Burstable.
+	if guaranteed && len(limits) == 2 && len(requests) == 2 {
 		return corev1.PodQOSGuaranteed
 	}
 	return corev1.PodQOSBurstable

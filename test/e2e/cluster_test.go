@@ -60,8 +60,13 @@ func startCluster(ctx context.Context, bin, dir string) (*cluster, error) {
 	if err := c.serveImages(); err != nil {
 		return nil, err
 	}
+	if err := makeSecondHost(); err != nil {
+		c.stopRegistry()
+		return nil, err
+	}
 	if err := c.start(ctx); err != nil {
 		c.stopRegistry()
+		removeSecondHost()
 		return nil, err
 	}
 	return c, nil
@@ -106,7 +111,7 @@ func (c *cluster) start(ctx context.Context) error {
 		"--kubelet-port", strconv.Itoa(c.ports["kubelet"]),
 		"--node-name", nodeName,
 		"--insecure-registry", registryHost,
-		"--tls-san", secondHostGateway,
+		"--node-ip", secondHostGateway,
 	)
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	if err := c.cmd.Start(); err != nil {
@@ -215,7 +220,9 @@ func (c *cluster) stop() error {
 		pods, err := c.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 		return err == nil && len(pods.Items) == 0, nil
 	})
-	return errors.Join(waitErr, c.terminate(), cleanupHost())
+	err = errors.Join(waitErr, c.terminate(), cleanupHost())
+	removeSecondHost()
+	return err
 }
 
 // cleanupHost removes what the node leaves on the host by design: the

@@ -65,7 +65,7 @@ func missingPrerequisite() string {
 	if os.Geteuid() != 0 {
 		return "not root"
 	}
-	for _, bin := range []string{"containerd", "runc", "ip"} {
+	for _, bin := range []string{"containerd", "runc", "ip", "nsenter"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return bin + " not installed"
 		}

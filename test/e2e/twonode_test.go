@@ -27,35 +27,36 @@ const (
 	secondNodeName    = "e2e-node-2"
 )
 
-func sh(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+
+// makeSecondHost makes the second host's network namespace, joined to
+// this one by a veth pair whose host end is the first node's address, as
+// two machines on one network would be.
+func makeSecondHost() error {
+	removeSecondHost()
+	for _, args := range [][]string{
+		{"ip", "netns", "add", secondHostNetns},
+		{"ip", "link", "add", "skiff-e2e-h", "type", "veth", "peer", "name", "eth0", "netns", secondHostNetns},
+		{"ip", "addr", "add", secondHostGateway + "/24", "dev", "skiff-e2e-h"},
+		{"ip", "link", "set", "skiff-e2e-h", "up"},
+		{"ip", "netns", "exec", secondHostNetns, "ip", "addr", "add", secondHostIP + "/24", "dev", "eth0"},
+		{"ip", "netns", "exec", secondHostNetns, "ip", "link", "set", "eth0", "up"},
+		{"ip", "netns", "exec", secondHostNetns, "ip", "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			removeSecondHost()
+			return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
 	}
+	return nil
 }
 
-// secondHost makes the network namespace and tears it down afterwards.
-func secondHost(t *testing.T) {
-	t.Helper()
-	_ = exec.Command("ip", "netns", "del", secondHostNetns).Run()
+func removeSecondHost() {
 	_ = exec.Command("ip", "link", "del", "skiff-e2e-h").Run()
-	sh(t, "ip", "netns", "add", secondHostNetns)
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "link", "del", "skiff-e2e-h").Run()
-		_ = exec.Command("ip", "netns", "del", secondHostNetns).Run()
-	})
-	sh(t, "ip", "link", "add", "skiff-e2e-h", "type", "veth", "peer", "name", "eth0", "netns", secondHostNetns)
-	sh(t, "ip", "addr", "add", secondHostGateway+"/24", "dev", "skiff-e2e-h")
-	sh(t, "ip", "link", "set", "skiff-e2e-h", "up")
-	sh(t, "ip", "netns", "exec", secondHostNetns, "ip", "addr", "add", secondHostIP+"/24", "dev", "eth0")
-	sh(t, "ip", "netns", "exec", secondHostNetns, "ip", "link", "set", "eth0", "up")
-	sh(t, "ip", "netns", "exec", secondHostNetns, "ip", "link", "set", "lo", "up")
-	sh(t, "ip", "netns", "exec", secondHostNetns, "ip", "route", "add", "default", "via", secondHostGateway)
+	_ = exec.Command("ip", "netns", "del", secondHostNetns).Run()
 }
 
 func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 	ns := namespace(t)
-	secondHost(t)
 	token, err := os.ReadFile(filepath.Join(cl.dir, "node-token"))
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +66,9 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 	// The agent pulls from the test registry on this host's loopback,
 	// which it cannot reach from its namespace: it goes through a mirror
 	// address instead.
-	agent := exec.Command("ip", "netns", "exec", secondHostNetns, cl.bin, "agent",
+	// nsenter, not `ip netns exec`: the latter also makes a mount
+	// namespace with a fresh /sys, hiding the cgroup mounts runc needs.
+	agent := exec.Command("nsenter", "--net=/run/netns/"+secondHostNetns, cl.bin, "agent",
 		"--server", "https://"+secondHostGateway+":"+strconv.Itoa(cl.ports["https"]),
 		"--token", strings.TrimSpace(string(token)),
 		"--data-dir", dir, "--node-name", secondNodeName, "--node-ip", secondHostIP,
@@ -97,6 +100,11 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 		_ = agent.Process.Signal(syscall.SIGTERM)
 		_ = agent.Wait()
 		logf.Close()
+		if t.Failed() {
+			t.Logf("--- second agent's log (tail) ---\n%s", tail(filepath.Join(dir, "agent.log")))
+			out, _ := kubectlErr(t, nil, "-n", ns, "get", "events")
+			t.Logf("--- events ---\n%s", out)
+		}
 		_ = cl.client.CoreV1().Nodes().Delete(ctx, secondNodeName, metav1.DeleteOptions{})
 	})
 	eventually(t, 90*time.Second, "second node Ready", func() (bool, string) {

@@ -227,7 +227,14 @@ func (k *streamKubelet) addPod(t *testing.T, cs kubernetes.Interface, ns string,
 	}
 	pod = pod.DeepCopy()
 	pod.Spec.NodeName = k.node
-	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	pod, err = cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Report it running, as the kubelet core would: kubectl port-forward
+	// refuses other pods.
+	pod.Status.Phase = corev1.PodRunning
+	if _, err := cs.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

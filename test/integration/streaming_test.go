@@ -73,8 +73,10 @@ func TestPodLogs(t *testing.T) {
 		}{
 			{name: "no previous instance", args: []string{"web", "--previous"},
 				want: `Error from server (BadRequest): previous terminated container "app" in pod "web" not found`},
+			// kubectl checks the name itself; the server's own check is
+			// tested with client-go below.
 			{name: "unknown container", args: []string{"web", "-c", "nope"},
-				want: "Error from server (BadRequest): container nope is not valid for pod web"},
+				want: "container nope is not valid for pod web"},
 			{name: "unbound pod", args: []string{"pending"},
 				want: "Error from server (BadRequest): pod pending does not have a host assigned"},
 		}
@@ -123,6 +125,14 @@ func TestPodLogs(t *testing.T) {
 
 	t.Run("client-go", func(t *testing.T) {
 		pods := cp.Client.CoreV1().Pods(ns)
+		// "orphan" is bound to a node that does not exist, "stranded" to
+		// one whose kubelet does not answer.
+		downNode(t, cp, "down")
+		for pod, node := range map[string]string{"orphan": "ghost", "stranded": "down"} {
+			if _, err := pods.Create(testCtx(t), makePod(pod).Node(node).Obj(), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		tests := []struct {
 			name   string
 			pod    string
@@ -139,10 +149,16 @@ func TestPodLogs(t *testing.T) {
 			{name: "negative tail", pod: "web", opts: corev1.PodLogOptions{TailLines: ptr(int64(-1))}, code: 422, reason: metav1.StatusReasonInvalid,
 				want: "tailLines: Invalid value: -1: must be greater than or equal to 0"},
 			{name: "unknown pod", pod: "nope", code: 404, reason: metav1.StatusReasonNotFound, want: `pods "nope" not found`},
+			{name: "unknown node", pod: "orphan", code: 404, reason: metav1.StatusReasonNotFound, want: `nodes "ghost" not found`},
+			{name: "kubelet down", pod: "stranded", code: 500, reason: metav1.StatusReasonInternalError, want: "error dialing backend"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				_, err := pods.GetLogs(tt.pod, &tt.opts).DoRaw(testCtx(t))
+				// Stream, as kubectl does: DoRaw leaves error bodies undecoded.
+				rc, err := pods.GetLogs(tt.pod, &tt.opts).Stream(testCtx(t))
+				if err == nil {
+					rc.Close()
+				}
 				st := wantStatusErr(t, err, tt.code, tt.reason)
 				if !strings.Contains(st.Message, tt.want) {
 					t.Errorf("message %q, want %q", st.Message, tt.want)
@@ -176,8 +192,14 @@ func TestPodExec(t *testing.T) {
 		t.Run("kubectl over "+k.name, func(t *testing.T) {
 			c := k.cli.in(t)
 			t.Run("exec", func(t *testing.T) {
-				if got := c.in(t).ok("exec", "-n", ns, "web", "--", "echo", "hi"); got != "simulated exec: echo hi\n" {
-					t.Errorf("got %q", got)
+				// -v=4 logs the protocol: WebSocket must not have fallen
+				// back to SPDY unnoticed.
+				res := c.in(t).run("exec", "-v=4", "-n", ns, "web", "--", "echo", "hi")
+				if res.code != 0 || res.stdout != "simulated exec: echo hi\n" {
+					t.Errorf("kubectl exec: exit %d, stdout %q, stderr %s", res.code, res.stdout, res.stderr)
+				}
+				if ws := strings.Contains(res.stderr, `protocol="v5.channel.k8s.io"`); ws != (k.name == "websocket") {
+					t.Errorf("kubectl exec over %s: v5 WebSocket negotiated = %v; stderr:\n%s", k.name, ws, res.stderr)
 				}
 			})
 			t.Run("exec with stdin", func(t *testing.T) {
@@ -185,11 +207,25 @@ func TestPodExec(t *testing.T) {
 					t.Errorf("got %q", got)
 				}
 			})
+			t.Run("cp to the pod", func(t *testing.T) {
+				// A megabyte of stdin through exec: the simulated tar reads
+				// it to its end, so the copy finishes only if all of it and
+				// its end arrive.
+				c := c.in(t)
+				c.file("big.bin", strings.Repeat("0123456789abcdef", 1<<16))
+				if res := c.run("cp", "big.bin", ns+"/web:/tmp/big.bin"); res.code != 0 {
+					t.Errorf("kubectl cp: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+				}
+			})
 			t.Run("exec into unknown container", func(t *testing.T) {
 				wantContains(t, c.in(t).fails("exec", "-n", ns, "web", "-c", "nope", "--", "ls"), "nope")
 			})
 			t.Run("attach", func(t *testing.T) {
-				wantContains(t, c.in(t).ok("attach", "-n", ns, "web"), "simulated container app started")
+				// kubectl warns on stderr that sessions are recorded.
+				res := c.in(t).run("attach", "-n", ns, "web")
+				if res.code != 0 || res.stdout != "simulated container app started\n" {
+					t.Errorf("kubectl attach: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+				}
 			})
 			t.Run("port-forward", func(t *testing.T) {
 				pf := c.in(t).start("port-forward", "-n", ns, "pod/web", "--address", "127.0.0.1", ":8080")
@@ -281,5 +317,25 @@ func TestStreamingDiscovery(t *testing.T) {
 	}
 	for name := range want {
 		t.Errorf("discovery lacks %s", name)
+	}
+}
+
+// downNode registers a Node whose kubelet port has nothing listening.
+func downNode(t *testing.T, cp *testutil.ControlPlane, name string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	n, err := cp.Client.CoreV1().Nodes().Create(testCtx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
+	n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
+	if _, err := cp.Client.CoreV1().Nodes().UpdateStatus(testCtx(t), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

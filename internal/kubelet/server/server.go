@@ -56,6 +56,8 @@ type Server struct {
 	log     *slog.Logger
 	handler http.Handler
 	ready   chan struct{}
+	// runtime carries SPDY sessions to the runtime's streaming server.
+	runtime *http.Transport
 
 	mu   sync.Mutex
 	addr string
@@ -72,7 +74,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), runtime: runtimeTransport()}
 	s.handler = s.routes()
 	return s, nil
 }

@@ -203,11 +203,7 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, target *url.URL) 
 			pr.Out.URL = target
 			pr.Out.Host = target.Host
 		},
-		Transport: &http.Transport{
-			Proxy:           nil,
-			DialContext:     (&net.Dialer{Timeout: dialTimeout}).DialContext,
-			TLSClientConfig: runtimeTLS(),
-		},
+		Transport:     s.runtime,
 		FlushInterval: -1,
 		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -218,6 +214,17 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, target *url.URL) 
 		},
 	}
 	p.ServeHTTP(w, r)
+}
+
+// runtimeTransport carries proxied sessions to the runtime's streaming
+// server. Each URL is good for one session, so connections are not kept.
+func runtimeTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:             nil,
+		DialContext:       (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		TLSClientConfig:   runtimeTLS(),
+		DisableKeepAlives: true,
+	}
 }
 
 // runtimeTLS is for a runtime serving its streams over TLS: such runtimes

@@ -138,7 +138,7 @@ func TestRemoteCommand(t *testing.T) {
 					opts.Stdin = strings.NewReader("input\n")
 				}
 				if s.tty {
-					opts.TerminalSizeQueue = oneSize{}
+					opts.TerminalSizeQueue = oneSize()
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
@@ -153,10 +153,23 @@ func TestRemoteCommand(t *testing.T) {
 	}
 }
 
-// oneSize reports one terminal size, then none.
-type oneSize struct{}
+// sizes reports the terminal sizes it holds, then none.
+type sizes chan remotecommand.TerminalSize
 
-func (oneSize) Next() *remotecommand.TerminalSize { return nil }
+func oneSize() sizes {
+	s := make(sizes, 1)
+	s <- remotecommand.TerminalSize{Width: 80, Height: 24}
+	close(s)
+	return s
+}
+
+func (s sizes) Next() *remotecommand.TerminalSize {
+	size, ok := <-s
+	if !ok {
+		return nil
+	}
+	return &size
+}
 
 func TestRemoteCommandErrors(t *testing.T) {
 	f := newFixture(t)
