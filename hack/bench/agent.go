@@ -111,6 +111,7 @@ func runRealNode(ctx context.Context, cfg config, bin string, rep *agentReport) 
 		return err
 	}
 
+	rep.load[0] = loadAverage()
 	slog.InfoContext(ctx, "first pod on the node")
 	lat, err := n.round(ctx, []string{"first"})
 	if err != nil {
@@ -134,6 +135,7 @@ func runRealNode(ctx context.Context, cfg config, bin string, rep *agentReport) 
 	if err := sleep(ctx, ac.settle); err != nil {
 		return err
 	}
+	rep.load[1] = loadAverage()
 	if rep.busy, err = n.memory(); err != nil {
 		return err
 	}

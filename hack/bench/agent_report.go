@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -33,6 +34,9 @@ type agentReport struct {
 	burstLat  []time.Duration // pods created at once
 	idle      nodeMemory
 	busy      nodeMemory // with the burst's pods running
+	// load is /proc/loadavg's 1-minute average before the pod rounds and
+	// after them: the rounds are CPU-bound, and the machine may be shared.
+	load [2]string
 
 	hollow                    int // 0: not measured
 	hollowReady               time.Duration
@@ -84,6 +88,7 @@ func (r *agentReport) printPods(w io.Writer) {
 		dur(upstreamBurstP50), dur(upstreamBurstP99), dur(goal50), dur(goal99), goalMet(p50 <= goal50 && p99 <= goal99))
 	tw.Flush()
 	fmt.Fprintf(w, "node Ready %s after `skiff agent` started (join, containerd, image import, registration)\n", dur(r.nodeReady))
+	fmt.Fprintf(w, "load average (1 min) before the pod rounds %s, after them %s, on %d CPUs\n", r.load[0], r.load[1], runtime.NumCPU())
 }
 
 // printMemory writes the memory table.

@@ -104,3 +104,12 @@ func unmountUnder(dir string) ([]string, error) {
 	}
 	return mps, errors.Join(errs...)
 }
+
+// loadAverage is the 1-minute load average, or "?".
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(data)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}

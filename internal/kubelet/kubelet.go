@@ -112,7 +112,6 @@ type Kubelet struct {
 	ready    chan struct{}
 
 	pods       corelisters.PodLister
-	podsSynced cache.InformerSynced
 	podInf     cache.SharedIndexInformer
 	nodes      corelisters.NodeLister
 	services   corelisters.ServiceLister

@@ -148,7 +148,7 @@ func TestFailingLivenessProbeRestartsContainer(t *testing.T) {
 	})
 	first := p.Status.ContainerStatuses[0].ContainerID
 	kubectl(t, "-n", ns, "exec", "live", "--", "rm", "/tmp/healthy")
-	p = waitPod(t, ns, "live", 60*time.Second, "restarted by its liveness probe", func(p *corev1.Pod) bool {
+	waitPod(t, ns, "live", 60*time.Second, "restarted by its liveness probe", func(p *corev1.Pod) bool {
 		cs := p.Status.ContainerStatuses[0]
 		return cs.RestartCount >= 1 && cs.State.Running != nil && cs.ContainerID != first
 	})

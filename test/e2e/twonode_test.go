@@ -27,7 +27,6 @@ const (
 	secondNodeName    = "e2e-node-2"
 )
 
-
 // makeSecondHost makes the second host's network namespace, joined to
 // this one by a veth pair whose host end is the first node's address, as
 // two machines on one network would be.
