@@ -101,6 +101,9 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 // Run runs the node until ctx ends. Pods keep running afterwards: the
 // next start adopts them.
 func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("agent data dir: %w", err)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 
 	// The image mirror: our pause image and every imported tarball, served
@@ -130,19 +133,32 @@ func (a *Agent) Run(ctx context.Context) error {
 		// Every registry is tried through our mirror first, so imported
 		// images are found whatever registry their names say.
 		mirrors[containerd.DefaultHost] = append([]string{mirror}, mirrors[containerd.DefaultHost]...)
-		d, err := containerd.New(containerd.Config{
+		dcfg := containerd.Config{
 			Dir:                filepath.Join(a.cfg.DataDir, "containerd"),
 			SandboxImage:       image.PauseRef,
 			Mirrors:            mirrors,
 			InsecureRegistries: a.cfg.InsecureRegistries,
 			Logger:             a.log.With("component", "containerd"),
-		})
+		}
+		// Made now so that a bad configuration fails here; every daemon
+		// after it runs on the same Dir, so it has the same endpoint and
+		// the kubelet's connection finds the new one by itself.
+		d, err := containerd.New(dcfg)
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return d.Run(ctx) })
+		next := d
+		sup := newSupervisor(func() (daemon, error) {
+			if next != nil {
+				first := next
+				next = nil
+				return first, nil
+			}
+			return containerd.New(dcfg)
+		}, a.log.With("component", "containerd"))
+		g.Go(func() error { return sup.Run(ctx) })
 		select {
-		case <-d.Ready():
+		case <-sup.Ready():
 		case <-ctx.Done():
 			return g.Wait()
 		}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -232,16 +234,27 @@ func (k *Kubelet) nodeImages(ctx context.Context) []corev1.ContainerImage {
 // podCIDRChanged tells the network hook about the node's pod CIDR once
 // the node IPAM controller has assigned it, and again if it changes.
 func (k *Kubelet) podCIDRChanged(ctx context.Context, cidr string) {
-	if cidr == "" || cidr == k.podCIDR || k.cfg.OnPodCIDR == nil {
+	if cidr == "" || cidr == k.podCIDR {
 		return
 	}
 	if _, _, err := net.ParseCIDR(cidr); err != nil {
 		k.log.Warn("node has an invalid pod CIDR", "podCIDR", cidr, "err", err)
 		return
 	}
-	if err := k.cfg.OnPodCIDR(ctx, cidr); err != nil {
-		k.log.Warn("configure pod network", "podCIDR", cidr, "err", err)
-		return
+	if k.cfg.OnPodCIDR != nil {
+		if err := k.cfg.OnPodCIDR(ctx, cidr); err != nil {
+			k.log.Warn("configure pod network", "podCIDR", cidr, "err", err)
+			return
+		}
+	}
+	// Tell the runtime too, as upstream does: runtimes that allocate pod
+	// IPs themselves (the simulated one) take them from this range.
+	// containerd answers Unimplemented here and reads the CNI config.
+	_, err := k.cfg.Runtime.UpdateRuntimeConfig(ctx, &runtimeapi.UpdateRuntimeConfigRequest{
+		RuntimeConfig: &runtimeapi.RuntimeConfig{NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: cidr}},
+	})
+	if err != nil && status.Code(err) != codes.Unimplemented {
+		k.log.Warn("tell the runtime the pod CIDR", "podCIDR", cidr, "err", err)
 	}
 	k.podCIDR = cidr
 	k.log.Info("pod network configured", "podCIDR", cidr)
