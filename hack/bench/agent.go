@@ -27,8 +27,11 @@ type agentConfig struct {
 	samples int           // pods started one at a time
 	burst   int           // pods created at once
 	hollow  int           // hollow nodes; 0 skips them
-	settle  time.Duration // idle time before a memory reading
-	timeout time.Duration // how long one step may wait for nodes or pods
+	settle  time.Duration // idle time before a memory reading of the real node
+	// hollowSettle is how long the hollow nodes run Ready before their
+	// memory is read and their readiness counted again.
+	hollowSettle time.Duration
+	timeout      time.Duration // how long one step may wait for nodes or pods
 }
 
 func (c *agentConfig) flags() {
@@ -36,6 +39,7 @@ func (c *agentConfig) flags() {
 	flag.IntVar(&c.burst, "agent-burst", 30, "agent suite: pods created at once")
 	flag.IntVar(&c.hollow, "hollow-nodes", 100, "agent suite: hollow nodes run by one `skiff agent --simulate` (0 skips them)")
 	flag.DurationVar(&c.settle, "agent-settle", 5*time.Second, "agent suite: how long the node settles before each memory reading")
+	flag.DurationVar(&c.hollowSettle, "hollow-settle", 30*time.Second, "agent suite: how long the hollow nodes run Ready before the memory reading")
 	flag.DurationVar(&c.timeout, "agent-timeout", 3*time.Minute, "agent suite: how long one step may wait for nodes or pods")
 }
 
@@ -51,7 +55,7 @@ const (
 // report. The real node needs root and containerd; without them only the
 // hollow nodes are measured.
 func runAgentSuite(ctx context.Context, cfg config, bin string) error {
-	rep := &agentReport{samples: cfg.agent.samples, burst: cfg.agent.burst, settle: cfg.agent.settle}
+	rep := &agentReport{samples: cfg.agent.samples, burst: cfg.agent.burst, settle: cfg.agent.settle, hollowSettle: cfg.agent.hollowSettle}
 	if rep.skipped = realNodeUnsupported(); rep.skipped != "" {
 		slog.WarnContext(ctx, "skipping the real node", "reason", rep.skipped)
 	} else if err := runRealNode(ctx, cfg, bin, rep); err != nil {
@@ -88,6 +92,9 @@ type realNode struct {
 	watcher   *podWatcher
 	stopWatch context.CancelFunc
 	timeout   time.Duration
+	// bridgeShared is set by close when another node's pods were on the
+	// pod bridge: that node's work ran beside ours.
+	bridgeShared bool
 }
 
 // runRealNode starts the node, measures pod start-up and memory, and
@@ -97,7 +104,10 @@ func runRealNode(ctx context.Context, cfg config, bin string, rep *agentReport) 
 		return fmt.Errorf("bridge %s exists: another skiff node runs on this machine (stop it first), or one was left behind (ip link del %s)", podBridge, podBridge)
 	}
 	n := &realNode{keep: cfg.keepData, timeout: cfg.agent.timeout}
-	defer func() { err = errors.Join(err, n.close(ctx)) }()
+	defer func() {
+		err = errors.Join(err, n.close(ctx))
+		rep.bridgeShared = n.bridgeShared
+	}()
 	if err := n.start(ctx, bin, rep); err != nil {
 		return err
 	}
@@ -322,7 +332,9 @@ func (n *realNode) close(ctx context.Context) error {
 		errs = append(errs, errors.Join(fmt.Errorf("mounts left under %s: %v", n.dir, mps), err))
 	}
 	if n.agent != nil {
-		errs = append(errs, removeBridge(ctx))
+		shared, err := removeBridge(ctx)
+		n.bridgeShared = shared
+		errs = append(errs, err)
 	}
 	if n.keep {
 		slog.InfoContext(ctx, "kept data directory", "dir", n.dir)
@@ -335,19 +347,20 @@ func (n *realNode) close(ctx context.Context) error {
 // removeBridge deletes the pod bridge our agent made, unless a node that
 // started after ours still has pods on it: the bridge has no owner, and
 // deleting it under another node's pods would cut them off.
-func removeBridge(ctx context.Context) error {
+// It reports whether the bridge was shared.
+func removeBridge(ctx context.Context) (shared bool, err error) {
 	ports, err := os.ReadDir(filepath.Join("/sys/class/net", podBridge, "brif"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if len(ports) > 0 {
 		slog.WarnContext(ctx, "pod bridge still in use by another skiff node; left in place", "bridge", podBridge, "ports", len(ports))
-		return nil
+		return true, nil
 	}
 	if out, err := exec.Command("ip", "link", "del", podBridge).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip link del %s: %w: %s", podBridge, err, out)
+		return false, fmt.Errorf("ip link del %s: %w: %s", podBridge, err, out)
 	}
-	return nil
+	return false, nil
 }
 
 // nodeReady reports whether the node's Ready condition is true.

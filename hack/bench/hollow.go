@@ -72,40 +72,57 @@ func runHollowNodes(ctx context.Context, cfg config, bin string, rep *agentRepor
 	// to clean up. A thousand kubelets take a moment to stop.
 	defer func() { err = errors.Join(err, agent.stop(time.Minute)) }()
 
-	lastLog := time.Now()
-	err = poll(ctx, cfg.agent.timeout, time.Second, fmt.Sprintf("%d hollow nodes Ready", count), func() (bool, error) {
-		if err := agent.exitedErr(); err != nil {
-			return false, err
-		}
+	countReady := func() (registered, ready int, err error) {
 		// From the watch cache: a full list of a thousand nodes each
 		// second would load the server the nodes are registering with.
 		list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: hollowLabel, ResourceVersion: "0"})
 		if err != nil {
-			return false, nil
+			return 0, 0, err
 		}
-		ready := 0
 		for i := range list.Items {
 			if nodeReady(&list.Items[i]) {
 				ready++
 			}
 		}
+		return len(list.Items), ready, nil
+	}
+	var registered, ready int
+	lastLog := time.Now()
+	err = poll(ctx, cfg.agent.timeout, time.Second, fmt.Sprintf("%d hollow nodes Ready", count), func() (bool, error) {
+		if err := agent.exitedErr(); err != nil {
+			return false, err
+		}
+		var err error
+		if registered, ready, err = countReady(); err != nil {
+			return false, nil // the server is busy: ask again
+		}
 		if time.Since(lastLog) > 10*time.Second {
-			slog.InfoContext(ctx, "hollow nodes", "registered", len(list.Items), "ready", ready, "of", count)
+			slog.InfoContext(ctx, "hollow nodes", "registered", registered, "ready", ready, "of", count)
 			lastLog = time.Now()
 		}
 		return ready == count, nil
 	})
 	if err != nil {
-		return err
+		hint := "see " + agent.logPath
+		if !cfg.keepData {
+			hint = "--keep keeps the agent's log"
+		}
+		return fmt.Errorf("%w (last seen: %d registered, %d Ready; %s)", err, registered, ready, hint)
 	}
 	rep.hollow = count
 	rep.hollowReady = time.Since(agent.started)
-	slog.InfoContext(ctx, "hollow nodes ready; settling before the memory reading", "nodes", count, "after", rep.hollowReady, "settle", cfg.agent.settle)
-	if err := sleep(ctx, cfg.agent.settle); err != nil {
+	// Long enough for every node to renew its Lease a few times and for
+	// the node lifecycle controller's grace period to pass: nodes whose
+	// heartbeats fall behind turn NotReady within it.
+	slog.InfoContext(ctx, "hollow nodes ready; settling before the memory reading", "nodes", count, "after", rep.hollowReady, "settle", cfg.agent.hollowSettle)
+	if err := sleep(ctx, cfg.agent.hollowSettle); err != nil {
 		return err
 	}
 	if rep.hollowAgent, err = readMemory(agent.pid()); err != nil {
 		return err
+	}
+	if _, rep.hollowStillReady, err = countReady(); err != nil {
+		return fmt.Errorf("count Ready nodes: %w", err)
 	}
 	rep.hollowServer, err = srv.readMemory()
 	return err

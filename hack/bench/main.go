@@ -58,7 +58,7 @@ func main() {
 	flag.IntVar(&cfg.n, "n", 1000, "creates, gets and updates per level (split across the clients); also the objects per list")
 	flag.IntVar(&cfg.lists, "lists", 50, "lists per level")
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "how long the server idles before each RSS reading")
-	flag.BoolVar(&cfg.keepData, "keep", false, "keep the server's data directory and log")
+	flag.BoolVar(&cfg.keepData, "keep", false, "keep the data directories and logs")
 	flag.StringVar(&cfg.suite, "suite", "all", "what to measure: api, scheduler, agent or all")
 	cfg.sched.flags()
 	cfg.agent.flags()

@@ -98,7 +98,13 @@ func RunHollow(ctx context.Context, cfg HollowConfig) error {
 	log := cfg.Logger
 	// One client, one informer factory and one event pipeline for all
 	// nodes: per node there remain only its pod watch, runtime and API.
-	client, err := kubernetes.NewForConfig(cfg.REST)
+	// The shared client carries every node's Lease renewals and status
+	// updates: its rate limit grows with the node count (a Lease every
+	// 10 s per node is Count/10 requests a second before any pod work).
+	rc := rest.CopyConfig(cfg.REST)
+	rc.QPS = max(rc.QPS, float32(cfg.Count)/2)
+	rc.Burst = max(rc.Burst, cfg.Count)
+	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("api client: %w", err)
 	}
@@ -144,7 +150,7 @@ func RunHollow(ctx context.Context, cfg HollowConfig) error {
 			LogDir:      filepath.Join(cfg.DataDir, "pod-logs", name),
 			KubeletPort: apiLn.Addr().(*net.TCPAddr).Port,
 			Recorder:    bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: name}),
-			Logger:      log.With("node", name),
+			Logger:      log,
 		})
 		if err != nil {
 			return err
