@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // qosClass is the pod's quality of service class, computed as upstream:
@@ -20,15 +21,20 @@ func qosClass(pod *corev1.Pod) corev1.PodQOSClass {
 	}
 	requests, limits := corev1.ResourceList{}, corev1.ResourceList{}
 	guaranteed := true
+	// Zero quantities count as unset, as upstream: "cpu: 0" asks for
+	// nothing and does not make a pod Burstable.
+	counts := func(name corev1.ResourceName, q resource.Quantity) bool {
+		return (name == corev1.ResourceCPU || name == corev1.ResourceMemory) && q.Sign() > 0
+	}
 	for _, c := range allContainers(pod) {
 		for name, q := range c.Resources.Requests {
-			if name == corev1.ResourceCPU || name == corev1.ResourceMemory {
+			if counts(name, q) {
 				add(requests, name, q)
 			}
 		}
 		have := 0
 		for name, q := range c.Resources.Limits {
-			if name == corev1.ResourceCPU || name == corev1.ResourceMemory {
+			if counts(name, q) {
 				add(limits, name, q)
 				have++
 			}
@@ -70,6 +76,19 @@ func (k *Kubelet) podCgroup(pod *corev1.Pod) string {
 		return k.cfg.CgroupRoot + "/pod" + string(pod.UID)
 	}
 	return k.cfg.CgroupRoot + "/" + strings.ToLower(string(qos)) + "/pod" + string(pod.UID)
+}
+
+// removePodCgroups removes the pod's cgroup under every QoS class: the
+// pod's spec, which decides the class, is unknown for an orphan found in
+// the runtime, and a cgroup missed now would stay for good.
+func (k *Kubelet) removePodCgroups(uid types.UID) error {
+	var errs []error
+	for _, class := range []string{"", "/burstable", "/besteffort"} {
+		if err := removePodCgroup(k.cfg.CgroupRoot + class + "/pod" + string(uid)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // cgroupFS is where cgroup hierarchies are mounted.

@@ -1,6 +1,7 @@
 package kubelet
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -70,7 +71,7 @@ func (k *Kubelet) containerConfig(pod *corev1.Pod, c *corev1.Container, attempt 
 		Tty:         c.TTY,
 		Linux: &runtimeapi.LinuxContainerConfig{
 			Resources:       k.containerResources(pod, c),
-			SecurityContext: containerSecurity(pod, c),
+			SecurityContext: containerSecurity(pod, c, k.seccompDir()),
 		},
 	}, nil
 }
@@ -224,10 +225,33 @@ var (
 	}
 )
 
+// seccompDir holds the node's seccomp profiles, which Localhost profiles
+// name relative to it, as upstream's <root-dir>/seccomp.
+func (k *Kubelet) seccompDir() string { return filepath.Join(k.cfg.RootDir, "seccomp") }
+
+// seccompProfile maps a seccomp profile to the CRI's; nil leaves the
+// runtime's default, unconfined, as upstream does without SeccompDefault.
+func seccompProfile(p *corev1.SeccompProfile, dir string) *runtimeapi.SecurityProfile {
+	if p == nil {
+		return nil
+	}
+	switch p.Type {
+	case corev1.SeccompProfileTypeRuntimeDefault:
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	case corev1.SeccompProfileTypeLocalhost:
+		if p.LocalhostProfile == nil {
+			return nil
+		}
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: filepath.Join(dir, *p.LocalhostProfile)}
+	}
+	return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
+}
+
 // containerSecurity merges the pod's and the container's security
 // contexts, the container's winning.
-func containerSecurity(pod *corev1.Pod, c *corev1.Container) *runtimeapi.LinuxContainerSecurityContext {
+func containerSecurity(pod *corev1.Pod, c *corev1.Container, seccompDir string) *runtimeapi.LinuxContainerSecurityContext {
 	sc := &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: namespaceOptions(pod)}
+	var seccomp *corev1.SeccompProfile
 	if psc := pod.Spec.SecurityContext; psc != nil {
 		if psc.RunAsUser != nil {
 			sc.RunAsUser = &runtimeapi.Int64Value{Value: *psc.RunAsUser}
@@ -239,8 +263,12 @@ func containerSecurity(pod *corev1.Pod, c *corev1.Container) *runtimeapi.LinuxCo
 		if psc.FSGroup != nil {
 			sc.SupplementalGroups = append(sc.SupplementalGroups, *psc.FSGroup)
 		}
+		seccomp = psc.SeccompProfile
 	}
 	if csc := c.SecurityContext; csc != nil {
+		if csc.SeccompProfile != nil {
+			seccomp = csc.SeccompProfile
+		}
 		if csc.RunAsUser != nil {
 			sc.RunAsUser = &runtimeapi.Int64Value{Value: *csc.RunAsUser}
 		}
@@ -269,6 +297,48 @@ func containerSecurity(pod *corev1.Pod, c *corev1.Container) *runtimeapi.LinuxCo
 	if !sc.Privileged {
 		sc.MaskedPaths = defaultMaskedPaths
 		sc.ReadonlyPaths = defaultReadonlyPaths
+		sc.Seccomp = seccompProfile(seccomp, seccompDir)
 	}
 	return sc
+}
+
+// verifyNonRoot refuses to start a container that asks to run as non-root
+// but would run as root, as upstream does: runAsUser 0, or no runAsUser
+// and an image whose user is root, unset (root too) or a name that cannot
+// be checked.
+func (k *Kubelet) verifyNonRoot(ctx context.Context, pod *corev1.Pod, c *corev1.Container, image string) error {
+	nonRoot := false
+	var uid *int64
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		nonRoot = psc.RunAsNonRoot != nil && *psc.RunAsNonRoot
+		uid = psc.RunAsUser
+	}
+	if csc := c.SecurityContext; csc != nil {
+		if csc.RunAsNonRoot != nil {
+			nonRoot = *csc.RunAsNonRoot
+		}
+		if csc.RunAsUser != nil {
+			uid = csc.RunAsUser
+		}
+	}
+	switch {
+	case !nonRoot:
+		return nil
+	case uid != nil && *uid == 0:
+		return fmt.Errorf("container %s must run as non-root but its runAsUser is 0", c.Name)
+	case uid != nil:
+		return nil
+	}
+	st, err := k.cfg.Images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: image}})
+	if err != nil {
+		return fmt.Errorf("container %s must run as non-root: read the user of image %s: %w", c.Name, image, err)
+	}
+	img := st.GetImage()
+	switch {
+	case img.GetUid() != nil && img.GetUid().GetValue() != 0:
+		return nil
+	case img.GetUid() == nil && img.GetUsername() != "":
+		return fmt.Errorf("container %s must run as non-root but its image's user %q is a name, not a number, so it cannot be checked; set runAsUser", c.Name, img.GetUsername())
+	}
+	return fmt.Errorf("container %s must run as non-root but its image runs as root; set runAsUser", c.Name)
 }

@@ -43,6 +43,10 @@ func (k *Kubelet) pullImage(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 	start := k.clock.Now()
 	resp, err := k.cfg.Images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: spec, Auth: k.pullAuth(pod, c.Image)})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Aborted (the pod is being deleted): not the image's fault.
+			return "", &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		}
 		k.backoff.next(key, now)
 		msg := fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)
 		k.event(pod, c.Name, corev1.EventTypeWarning, "Failed", "%s", msg)

@@ -7,9 +7,10 @@
 // The runtime is reached only through the CRI's gRPC client interfaces, so
 // the same code runs real containers through containerd and hollow pods on
 // the simulated runtime. Each pod has one worker goroutine; a worker is
-// woken by a change of its pod, of its containers (found by a periodic
-// relist, as containerd 1.6 sends no events), by a probe result or by a
-// back-off expiring, and runs one level-triggered sync.
+// woken by a change of its pod, of its containers or sandboxes (found by a
+// periodic relist, as containerd 1.6 sends no events), by a probe result
+// or by a back-off or deadline expiring, and runs one level-triggered
+// sync. A deletion aborts a sync still starting the pod.
 package kubelet
 
 import (
@@ -18,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -119,9 +121,10 @@ type Kubelet struct {
 	secrets    corelisters.SecretLister
 	synced     []cache.InformerSynced
 
-	probes   *prober.Manager
-	backoff  *backoff
-	statuses *statusCache
+	probes     *prober.Manager
+	backoff    *backoff
+	statuses   *statusCache
+	hookClient *http.Client
 
 	workersMu sync.Mutex
 	workers   map[types.UID]*podWorker
@@ -138,7 +141,7 @@ type Kubelet struct {
 	lastStatus map[types.UID]*corev1.PodStatus
 
 	// relist state, touched only by the relist loop.
-	relistSeen map[string]runtimeapi.ContainerState
+	relistSeen map[string]relistEntry
 }
 
 // Defaults.
@@ -197,9 +200,10 @@ func New(cfg Config) (*Kubelet, error) {
 		ready:      make(chan struct{}),
 		backoff:    newBackoff(cfg.Clock),
 		statuses:   newStatusCache(),
+		hookClient: newHookClient(),
 		workers:    map[types.UID]*podWorker{},
 		lastStatus: map[types.UID]*corev1.PodStatus{},
-		relistSeen: map[string]runtimeapi.ContainerState{},
+		relistSeen: map[string]relistEntry{},
 	}
 	return k, nil
 }
@@ -325,40 +329,28 @@ func (k *Kubelet) setupInformers(ctx context.Context) {
 	k.podInf = pf.Core().V1().Pods().Informer()
 	k.pods = pf.Core().V1().Pods().Lister()
 	_, _ = k.podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { k.podUpdated(ctx, obj) },
-		UpdateFunc: func(_, obj any) { k.podUpdated(ctx, obj) },
+		AddFunc:    func(obj any) { k.podUpdated(ctx, obj, false) },
+		UpdateFunc: func(_, obj any) { k.podUpdated(ctx, obj, false) },
 		DeleteFunc: func(obj any) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
 			}
-			if p, ok := obj.(*corev1.Pod); ok {
-				k.podDeleted(p)
-			}
+			k.podUpdated(ctx, obj, true)
 		},
 	})
 }
 
-func (k *Kubelet) podUpdated(ctx context.Context, obj any) {
+func (k *Kubelet) podUpdated(ctx context.Context, obj any, deleted bool) {
 	if p, ok := obj.(*corev1.Pod); ok {
-		k.worker(ctx, p).update(p)
-	}
-}
-
-func (k *Kubelet) podDeleted(p *corev1.Pod) {
-	k.workersMu.Lock()
-	w := k.workers[p.UID]
-	k.workersMu.Unlock()
-	if w != nil {
-		w.gone()
+		k.dispatch(ctx, p, deleted)
 	}
 }
 
 // wakePod asks the pod's worker to sync again.
 func (k *Kubelet) wakePod(uid types.UID) {
 	k.workersMu.Lock()
-	w := k.workers[uid]
-	k.workersMu.Unlock()
-	if w != nil {
+	defer k.workersMu.Unlock()
+	if w := k.workers[uid]; w != nil {
 		w.wake()
 	}
 }

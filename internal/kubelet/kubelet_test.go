@@ -46,6 +46,8 @@ func TestQOSClass(t *testing.T) {
 		{"requests below limits", podWith(resources(map[corev1.ResourceName]string{cpu: "500m"}, map[corev1.ResourceName]string{cpu: "1", mem: "1Gi"})), corev1.PodQOSBurstable},
 		{"one container without", podWith(resources(map[corev1.ResourceName]string{cpu: "1", mem: "1Gi"}, map[corev1.ResourceName]string{cpu: "1", mem: "1Gi"}), corev1.ResourceRequirements{}), corev1.PodQOSBurstable},
 		{"memory only", podWith(resources(map[corev1.ResourceName]string{mem: "1Gi"}, nil)), corev1.PodQOSBurstable},
+		{"zero requests ask for nothing", podWith(resources(map[corev1.ResourceName]string{cpu: "0", mem: "0"}, nil)), corev1.PodQOSBestEffort},
+		{"zero limits ask for nothing", podWith(resources(nil, map[corev1.ResourceName]string{cpu: "0"})), corev1.PodQOSBestEffort},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,48 +68,6 @@ func exited(code int32) corev1.ContainerState {
 
 func waiting(reason string) corev1.ContainerState {
 	return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason}}
-}
-
-func TestPodPhase(t *testing.T) {
-	cs := func(states ...corev1.ContainerState) []corev1.ContainerStatus {
-		var out []corev1.ContainerStatus
-		for _, s := range states {
-			out = append(out, corev1.ContainerStatus{State: s})
-		}
-		return out
-	}
-	crashLooping := corev1.ContainerStatus{State: waiting("CrashLoopBackOff"), LastTerminationState: exited(1)}
-	tests := []struct {
-		name   string
-		policy corev1.RestartPolicy
-		init   []corev1.ContainerStatus
-		main   []corev1.ContainerStatus
-		want   corev1.PodPhase
-	}{
-		{"creating", corev1.RestartPolicyAlways, nil, cs(waiting("ContainerCreating")), corev1.PodPending},
-		{"running", corev1.RestartPolicyAlways, nil, cs(running(), running()), corev1.PodRunning},
-		{"one still creating", corev1.RestartPolicyAlways, nil, cs(running(), waiting("ContainerCreating")), corev1.PodPending},
-		{"crash looping beside a running one", corev1.RestartPolicyAlways, nil, []corev1.ContainerStatus{{State: running()}, crashLooping}, corev1.PodRunning},
-		{"crash looping alone", corev1.RestartPolicyAlways, nil, []corev1.ContainerStatus{crashLooping}, corev1.PodRunning},
-		{"all succeeded, never", corev1.RestartPolicyNever, nil, cs(exited(0), exited(0)), corev1.PodSucceeded},
-		{"one failed, never", corev1.RestartPolicyNever, nil, cs(exited(0), exited(2)), corev1.PodFailed},
-		{"one failed, on failure", corev1.RestartPolicyOnFailure, nil, cs(exited(0), exited(2)), corev1.PodRunning},
-		{"all succeeded, on failure", corev1.RestartPolicyOnFailure, nil, cs(exited(0)), corev1.PodSucceeded},
-		{"exited, always", corev1.RestartPolicyAlways, nil, cs(exited(0)), corev1.PodRunning},
-		{"init running", corev1.RestartPolicyAlways, cs(running()), cs(waiting("PodInitializing")), corev1.PodPending},
-		{"init failed, never", corev1.RestartPolicyNever, cs(exited(1)), cs(waiting("PodInitializing")), corev1.PodFailed},
-		{"init failed, always", corev1.RestartPolicyAlways, cs(exited(1)), cs(waiting("PodInitializing")), corev1.PodPending},
-		{"init done", corev1.RestartPolicyAlways, cs(exited(0)), cs(running()), corev1.PodRunning},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: tt.policy}}
-			st := &corev1.PodStatus{InitContainerStatuses: tt.init, ContainerStatuses: tt.main}
-			if got := podPhase(pod, st); got != tt.want {
-				t.Errorf("podPhase = %s, want %s", got, tt.want)
-			}
-		})
-	}
 }
 
 func TestBackoff(t *testing.T) {

@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -20,22 +21,26 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// Upstream's termination constants: a pod's default grace period, and the
-// least a container gets after its preStop hook used up the rest.
+// Upstream's termination constants: a pod's default grace period, the
+// least any container gets (even with grace 0, so that a force-deleted
+// pod's processes see SIGTERM), and the least a container gets after its
+// preStop hook used up the rest.
 const (
 	defaultGracePeriod = 30
+	minGracePeriod     = 1
 	minGraceAfterHook  = 2
 )
 
 // gracePeriod is how long the pod's containers get to stop.
 func gracePeriod(pod *corev1.Pod) int64 {
+	g := int64(defaultGracePeriod)
 	switch {
 	case pod.DeletionGracePeriodSeconds != nil:
-		return *pod.DeletionGracePeriodSeconds
+		g = *pod.DeletionGracePeriodSeconds
 	case pod.Spec.TerminationGracePeriodSeconds != nil:
-		return *pod.Spec.TerminationGracePeriodSeconds
+		g = *pod.Spec.TerminationGracePeriodSeconds
 	}
-	return defaultGracePeriod
+	return max(g, minGracePeriod)
 }
 
 // probeGrace is the grace period of a container killed by its liveness or
@@ -102,7 +107,7 @@ func (k *Kubelet) runHook(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 		}
 		return nil
 	case h.HTTPGet != nil:
-		return httpHook(ctx, c, h.HTTPGet, podIP)
+		return httpHook(ctx, k.hookClient, c, h.HTTPGet, podIP)
 	case h.Sleep != nil:
 		select {
 		case <-ctx.Done():
@@ -113,7 +118,20 @@ func (k *Kubelet) runHook(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 	return errNoHandler
 }
 
-func httpHook(ctx context.Context, c *corev1.Container, g *corev1.HTTPGetAction, podIP string) error {
+// newHookClient is the HTTP client of httpGet hooks. As for probes, it
+// goes straight to the pod (never through the node's proxy settings) and
+// does not verify the certificate of an HTTPS hook, which pods serve
+// with certificates no node could verify. Connections are not kept, as
+// the next hook may be long in coming.
+func newHookClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:             nil,
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+		DisableKeepAlives: true,
+	}}
+}
+
+func httpHook(ctx context.Context, client *http.Client, c *corev1.Container, g *corev1.HTTPGetAction, podIP string) error {
 	host := g.Host
 	if host == "" {
 		host = podIP
@@ -134,7 +152,7 @@ func httpHook(ctx context.Context, c *corev1.Container, g *corev1.HTTPGetAction,
 	for _, h := range g.HTTPHeaders {
 		req.Header.Add(h.Name, h.Value)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -162,26 +180,32 @@ func resolvePort(p intstr.IntOrString, c *corev1.Container) (int, error) {
 	return 0, fmt.Errorf("port %q not found in container %s", p.StrVal, c.Name)
 }
 
-// terminatePod stops everything of a pod being deleted, cleans up after it
-// and confirms the deletion to the API server, which then removes the
-// object. deleted means the object is already gone (a forced deletion or
-// an orphan found in the runtime).
+// terminatePod stops everything of a pod being deleted, reports its final
+// status, cleans up after it and confirms the deletion to the API server,
+// which then removes the object. deleted means the object is already gone
+// (a forced deletion or an orphan found in the runtime).
 func (k *Kubelet) terminatePod(ctx context.Context, pod *corev1.Pod, state *podState, deleted bool) syncResult {
 	grace := gracePeriod(pod)
 	if deleted {
 		grace = min(grace, minGraceAfterHook)
 	}
-	var wg sync.WaitGroup
-	for _, c := range state.running() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			k.killContainer(ctx, pod, c, grace, "pod deleted")
-		}()
+	if running := state.running(); len(running) > 0 {
+		k.killAll(ctx, pod, running, grace, "pod deleted")
 	}
-	wg.Wait()
 	if ctx.Err() != nil {
 		return syncResult{}
+	}
+	k.probes.RemovePod(pod.UID)
+	if !deleted && len(state.containers) > 0 {
+		// As upstream, a deleted pod ends in a terminal phase with its
+		// containers' exit codes before it goes, for controllers (Jobs)
+		// that count how pods ended. Only when its containers are still
+		// there to say so: a second pass must not report them lost.
+		if st, err := k.podState(ctx, pod.UID); err == nil {
+			if err := k.postStatus(ctx, pod, k.finalStatus(pod, st)); err != nil && ctx.Err() == nil {
+				k.log.Warn("post final pod status", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+			}
+		}
 	}
 	if err := k.removePod(ctx, pod); err != nil {
 		k.log.Warn("clean up pod", "pod", pod.Namespace+"/"+pod.Name, "err", err)
@@ -198,6 +222,30 @@ func (k *Kubelet) terminatePod(ctx context.Context, pod *corev1.Pod, state *podS
 		}
 	}
 	return syncResult{done: true}
+}
+
+// killAll stops containers of the pod in parallel, app containers before
+// sidecars, which keep serving them until they are gone.
+func (k *Kubelet) killAll(ctx context.Context, pod *corev1.Pod, cs []*runtimeapi.ContainerStatus, grace int64, reason string) {
+	var apps, sidecars []*runtimeapi.ContainerStatus
+	for _, c := range cs {
+		if spec := specOf(pod, c.Metadata.GetName()); spec != nil && isSidecar(spec) {
+			sidecars = append(sidecars, c)
+		} else {
+			apps = append(apps, c)
+		}
+	}
+	for _, group := range [][]*runtimeapi.ContainerStatus{apps, sidecars} {
+		var wg sync.WaitGroup
+		for _, c := range group {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k.killContainer(ctx, pod, c, grace, reason)
+			}()
+		}
+		wg.Wait()
+	}
 }
 
 // removePod removes the pod's containers, sandboxes, volumes, files and
@@ -220,9 +268,7 @@ func (k *Kubelet) removePod(ctx context.Context, pod *corev1.Pod) error {
 		if _, err := k.cfg.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
 			return fmt.Errorf("remove sandbox: %w", err)
 		}
-		k.statuses.mu.Lock()
-		delete(k.statuses.ip, sb.Id)
-		k.statuses.mu.Unlock()
+		k.forgetSandbox(sb.Id)
 	}
 	if err := k.cfg.Volumes.Teardown(pod.UID); err != nil {
 		return fmt.Errorf("tear down volumes: %w", err)
@@ -234,7 +280,7 @@ func (k *Kubelet) removePod(ctx context.Context, pod *corev1.Pod) error {
 		return fmt.Errorf("remove pod logs: %w", err)
 	}
 	if len(state.sandboxes) > 0 {
-		if err := removePodCgroup(k.podCgroup(pod)); err != nil {
+		if err := k.removePodCgroups(pod.UID); err != nil {
 			k.log.Debug("remove pod cgroup", "pod", pod.Namespace+"/"+pod.Name, "err", err)
 		}
 	}
@@ -252,15 +298,26 @@ func (k *Kubelet) forgetPod(uid types.UID) {
 	k.statusMu.Unlock()
 }
 
-// stopSandboxes stops the sandboxes of a pod that finished, releasing its
-// IP; the exited containers stay for their logs.
+// stopSandboxes stops the pod's sandboxes that are not known stopped: a
+// finished pod's, to release its IP (the exited containers stay for their
+// logs), or dead ones, whose network the runtime keeps until stopped.
 func (k *Kubelet) stopSandboxes(ctx context.Context, state *podState) {
 	for _, sb := range state.sandboxes {
-		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY {
-			if _, err := k.cfg.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
-				k.log.Warn("stop sandbox", "err", err)
-			}
+		k.statuses.mu.Lock()
+		done := k.statuses.stopped[sb.Id]
+		k.statuses.mu.Unlock()
+		if done {
+			continue
 		}
+		if _, err := k.cfg.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			if ctx.Err() == nil {
+				k.log.Warn("stop sandbox", "podSandboxId", sb.Id, "err", err)
+			}
+			continue
+		}
+		k.statuses.mu.Lock()
+		k.statuses.stopped[sb.Id] = true
+		k.statuses.mu.Unlock()
 	}
 }
 
@@ -286,9 +343,7 @@ func (k *Kubelet) pruneDead(ctx context.Context, state *podState) {
 			continue
 		}
 		if _, err := k.cfg.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err == nil {
-			k.statuses.mu.Lock()
-			delete(k.statuses.ip, sb.Id)
-			k.statuses.mu.Unlock()
+			k.forgetSandbox(sb.Id)
 		}
 	}
 }

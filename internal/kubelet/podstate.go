@@ -88,10 +88,21 @@ type statusCache struct {
 	mu sync.Mutex
 	m  map[string]*runtimeapi.ContainerStatus
 	ip map[string]string // sandbox ID → pod IP
+	// stopped holds the sandboxes this kubelet stopped, which need no
+	// second StopPodSandbox.
+	stopped map[string]bool
 }
 
 func newStatusCache() *statusCache {
-	return &statusCache{m: map[string]*runtimeapi.ContainerStatus{}, ip: map[string]string{}}
+	return &statusCache{m: map[string]*runtimeapi.ContainerStatus{}, ip: map[string]string{}, stopped: map[string]bool{}}
+}
+
+// forgetSandbox drops a removed sandbox from the cache.
+func (k *Kubelet) forgetSandbox(id string) {
+	k.statuses.mu.Lock()
+	delete(k.statuses.ip, id)
+	delete(k.statuses.stopped, id)
+	k.statuses.mu.Unlock()
 }
 
 // podState lists the pod's sandboxes and containers.

@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"context"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,17 +27,31 @@ func (k *Kubelet) relist(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	// Sandboxes count too: a sandbox whose pause process died turns
+	// NOTREADY while its containers may run on, and the pod must get a
+	// new one. A container or sandbox that vanished (removed behind our
+	// back) changes its pod as well.
 	changed := map[types.UID]bool{}
-	now := make(map[string]runtimeapi.ContainerState, len(cs.Containers))
+	now := make(map[string]relistEntry, len(cs.Containers)+len(sbs.Items))
 	for _, c := range cs.Containers {
-		now[c.Id] = c.State
-		if old, ok := k.relistSeen[c.Id]; !ok || old != c.State {
-			changed[types.UID(c.Labels[labelPodUID])] = true
+		now[c.Id] = relistEntry{uid: types.UID(c.Labels[labelPodUID]), state: int32(c.State)}
+	}
+	for _, sb := range sbs.Items {
+		now[sb.Id] = relistEntry{uid: types.UID(sb.Labels[labelPodUID]), state: int32(sb.State), sandbox: true}
+	}
+	for id, e := range now {
+		if old, ok := k.relistSeen[id]; !ok || old != e {
+			changed[e.uid] = true
 		}
 	}
-	for id := range k.relistSeen {
+	for id, old := range k.relistSeen {
 		if _, ok := now[id]; !ok {
-			k.forgetContainer(id)
+			changed[old.uid] = true
+			if old.sandbox {
+				k.forgetSandbox(id)
+			} else {
+				k.forgetContainer(id)
+			}
 		}
 	}
 	k.relistSeen = now
@@ -53,19 +68,27 @@ func (k *Kubelet) relist(ctx context.Context) {
 	}
 	for _, sb := range sbs.Items {
 		uid := types.UID(sb.Labels[labelPodUID])
-		if uid == "" || known[uid] {
-			continue
+		name, ns := sb.Metadata.GetName(), sb.Metadata.GetNamespace()
+		if known[uid] || !pathElement(string(uid)) || !pathElement(name) || !pathElement(ns) {
+			continue // names that are no path element are not ours to clean up after
 		}
-		k.workersMu.Lock()
-		_, busy := k.workers[uid]
-		k.workersMu.Unlock()
-		if busy {
-			continue
+		orphan := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: uid, Name: name, Namespace: ns, Labels: sb.Labels}}
+		if k.adoptOrphan(ctx, orphan) {
+			k.log.Info("removing pod that no longer exists", "pod", orphan.Namespace+"/"+orphan.Name, "uid", uid)
 		}
-		orphan := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-			UID: uid, Name: sb.Metadata.GetName(), Namespace: sb.Metadata.GetNamespace(), Labels: sb.Labels,
-		}}
-		k.log.Info("removing pod that no longer exists", "pod", orphan.Namespace+"/"+orphan.Name, "uid", uid)
-		k.worker(ctx, orphan).gone()
 	}
+}
+
+// relistEntry is what the relist remembers of a container or sandbox.
+type relistEntry struct {
+	uid     types.UID
+	state   int32
+	sandbox bool
+}
+
+// pathElement reports whether a pod UID, name or namespace read from the
+// runtime can name the per-pod directories and cgroups removed with it:
+// one path element, never "." or "..".
+func pathElement(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00")
 }

@@ -49,6 +49,9 @@ func (k *Kubelet) sandboxConfig(pod *corev1.Pod, attempt uint32) (*runtimeapi.Po
 		if psc.FSGroup != nil {
 			sc.SupplementalGroups = append(sc.SupplementalGroups, *psc.FSGroup)
 		}
+		if !sc.Privileged {
+			sc.Seccomp = seccompProfile(psc.SeccompProfile, k.seccompDir())
+		}
 		if len(psc.Sysctls) > 0 {
 			cfg.Linux.Sysctls = map[string]string{}
 			for _, s := range psc.Sysctls {

@@ -14,38 +14,72 @@ import (
 
 // syncPod drives one pod one step towards its spec and reports its status.
 // It is level-triggered: it looks at what runs now, not at what changed.
+// ctx is cancelled when the pod starts terminating, so that a long image
+// pull or sandbox start does not hold up its deletion.
 func (k *Kubelet) syncPod(ctx context.Context, pod *corev1.Pod, deleted bool) syncResult {
 	log := k.log.With("pod", pod.Namespace+"/"+pod.Name)
 	state, err := k.podState(ctx, pod.UID)
 	if err != nil {
-		log.Warn("read pod state", "err", err)
+		if ctx.Err() == nil {
+			log.Warn("read pod state", "err", err)
+		}
 		return syncResult{requeueAfter: time.Second}
 	}
 	if deleted || pod.DeletionTimestamp != nil {
 		return k.terminatePod(ctx, pod, state, deleted)
 	}
-	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+	if k.isTerminal(pod) {
 		// Terminal pods never run again; their containers stay for logs
 		// until the pod is deleted.
 		k.stopSandboxes(ctx, state)
+		k.probes.RemovePod(pod.UID)
 		return syncResult{}
+	}
+	deadline, hasDeadline := k.activeDeadline(pod)
+	if hasDeadline && deadline <= 0 {
+		return k.failDeadline(ctx, pod, state)
 	}
 
 	s := &podSync{k: k, pod: pod, state: state, waiting: map[string]*corev1.ContainerStateWaiting{}}
 	s.run(ctx)
+	if ctx.Err() != nil {
+		return syncResult{} // aborted: the pod is terminating and its worker was woken
+	}
+	// The prober learns of new containers before the status is computed,
+	// so a container without probes is reported ready by the very sync
+	// that started it: nothing else would wake the pod to say so.
+	k.probes.UpdatePod(pod, probeStates(s.state))
 	status := k.podStatus(pod, s.state, s.waiting)
 	if err := k.postStatus(ctx, pod, status); err != nil && ctx.Err() == nil {
 		log.Warn("post pod status", "err", err)
 		s.res.soonest(time.Second)
 	}
-	if status.Phase == corev1.PodSucceeded || status.Phase == corev1.PodFailed {
+	if isTerminalPhase(status.Phase) {
 		k.stopSandboxes(ctx, s.state)
 		k.probes.RemovePod(pod.UID)
 		return syncResult{}
 	}
-	k.probes.UpdatePod(pod, probeStates(s.state))
 	k.pruneDead(ctx, s.state)
+	if hasDeadline {
+		s.res.soonest(deadline)
+	}
 	return s.res
+}
+
+// isTerminal reports whether the pod finished for good, by the informer's
+// copy or by the status last posted, which the informer may not show yet.
+func (k *Kubelet) isTerminal(pod *corev1.Pod) bool {
+	if isTerminalPhase(pod.Status.Phase) {
+		return true
+	}
+	k.statusMu.Lock()
+	defer k.statusMu.Unlock()
+	last := k.lastStatus[pod.UID]
+	return last != nil && isTerminalPhase(last.Phase)
+}
+
+func isTerminalPhase(p corev1.PodPhase) bool {
+	return p == corev1.PodSucceeded || p == corev1.PodFailed
 }
 
 // podSync is one sync of one pod.
@@ -66,6 +100,9 @@ func (s *podSync) run(ctx context.Context) {
 	k, pod := s.k, s.pod
 	vols, err := k.cfg.Volumes.Setup(ctx, pod)
 	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		k.event(pod, "", corev1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed: %v", err)
 		s.waitAll("ContainerCreating", "")
 		s.res.soonest(2 * time.Second)
@@ -79,7 +116,24 @@ func (s *podSync) run(ctx context.Context) {
 		return
 	}
 	for i := range pod.Spec.Containers {
-		s.syncContainer(ctx, &pod.Spec.Containers[i])
+		if ctx.Err() != nil {
+			return
+		}
+		s.syncContainer(ctx, &pod.Spec.Containers[i], pod.Spec.RestartPolicy)
+	}
+	// Sidecars serve the app containers: once those are done for good,
+	// the sidecars are stopped too, so that the pod can finish.
+	if s.appsDone() {
+		var sidecars []*runtimeapi.ContainerStatus
+		for _, c := range s.state.running() {
+			if spec := specOf(pod, c.Metadata.GetName()); spec != nil && isSidecar(spec) {
+				sidecars = append(sidecars, c)
+			}
+		}
+		if len(sidecars) > 0 {
+			k.killAll(ctx, pod, sidecars, gracePeriod(pod), "app containers finished")
+			s.refresh(ctx)
+		}
 	}
 }
 
@@ -100,20 +154,25 @@ func (s *podSync) ensureSandbox(ctx context.Context) bool {
 		cfg, err := k.sandboxConfig(pod, sb.Metadata.GetAttempt())
 		if err != nil {
 			s.waitAll("ContainerCreating", err.Error())
+			s.res.soonest(2 * time.Second)
 			return false
 		}
 		s.sandbox, s.sandboxCfg = sb, cfg
 		return true
 	}
-	if len(s.state.sandboxes) > 0 && s.finished() {
-		return false // a pod that ran to completion is not restarted with a new sandbox
-	}
-	// Whatever still runs in an old sandbox goes with it.
-	for _, c := range s.state.running() {
-		k.killContainer(ctx, pod, c, 0, "sandbox changed")
-	}
 	attempt := uint32(0)
 	if len(s.state.sandboxes) > 0 {
+		// The sandbox died. Whatever still runs in it goes with it, as
+		// upstream kills the whole pod, and stopping the old sandboxes
+		// gives their network (the pod IP) back.
+		if running := s.state.running(); len(running) > 0 {
+			k.killAll(ctx, pod, running, gracePeriod(pod), "sandbox changed")
+		}
+		k.stopSandboxes(ctx, s.state)
+		s.refresh(ctx)
+		if !s.mayRecreateSandbox() {
+			return false
+		}
 		attempt = s.state.sandboxes[0].Metadata.GetAttempt() + 1
 		k.event(pod, "", corev1.EventTypeNormal, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
 	}
@@ -123,23 +182,24 @@ func (s *podSync) ensureSandbox(ctx context.Context) bool {
 		s.res.soonest(2 * time.Second)
 		return false
 	}
-	if err := k.ensureImagePresent(ctx, k.cfg.SandboxImage); err != nil {
+	if err := k.ensureImagePresent(ctx, k.cfg.SandboxImage); err != nil && ctx.Err() == nil {
 		k.log.Warn("sandbox image", "image", k.cfg.SandboxImage, "err", err)
 	}
 	resp, err := k.cfg.Runtime.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
 		k.event(pod, "", corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 		s.waitAll("ContainerCreating", "")
 		s.res.soonest(k.backoffFor("sandbox/"+string(pod.UID), k.clock.Now()))
 		return false
 	}
-	st, err := k.podState(ctx, pod.UID)
-	if err != nil {
+	if !s.refresh(ctx) {
 		s.res.soonest(time.Second)
 		return false
 	}
-	s.state = st
-	for _, sb := range st.sandboxes {
+	for _, sb := range s.state.sandboxes {
 		if sb.Id == resp.PodSandboxId {
 			s.sandbox = sb
 		}
@@ -149,6 +209,26 @@ func (s *podSync) ensureSandbox(ctx context.Context) bool {
 		return false
 	}
 	s.sandboxCfg = cfg
+	return true
+}
+
+// mayRecreateSandbox applies the restart policy to the pod as a whole
+// once its sandbox is gone, as upstream does: a Never pod gets no new
+// sandbox once anything ran in the old one, an OnFailure pod none once
+// all its containers succeeded.
+func (s *podSync) mayRecreateSandbox() bool {
+	switch s.pod.Spec.RestartPolicy {
+	case corev1.RestartPolicyNever:
+		return len(s.state.containers) == 0
+	case corev1.RestartPolicyOnFailure:
+		for _, c := range s.pod.Spec.Containers {
+			last := s.state.latest(c.Name)
+			if last == nil || last.State != runtimeapi.ContainerState_CONTAINER_EXITED || last.ExitCode != 0 {
+				return true
+			}
+		}
+		return false
+	}
 	return true
 }
 
@@ -162,121 +242,87 @@ func (k *Kubelet) backoffFor(key string, at time.Time) time.Duration {
 	return k.backoff.current(key)
 }
 
-// finished reports whether the pod's containers ran to the end its
-// restart policy allows.
-func (s *podSync) finished() bool {
-	policy := s.pod.Spec.RestartPolicy
-	if policy == corev1.RestartPolicyAlways {
-		return false
-	}
-	for _, c := range s.pod.Spec.Containers {
-		last := s.state.latest(c.Name)
-		if last == nil || last.State != runtimeapi.ContainerState_CONTAINER_EXITED {
-			return false
-		}
-		if policy == corev1.RestartPolicyOnFailure && last.ExitCode != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// runInitContainers runs the init containers one after the other and
-// reports whether all have succeeded.
-func (s *podSync) runInitContainers(ctx context.Context) bool {
-	for i := range s.pod.Spec.InitContainers {
-		c := &s.pod.Spec.InitContainers[i]
-		inst := s.state.instances(c.Name, s.sandbox.Id)
-		if len(inst) == 0 {
-			s.startContainer(ctx, c)
-			s.waitRest(i + 1)
-			return false
-		}
-		last := inst[0]
-		switch {
-		case last.State == runtimeapi.ContainerState_CONTAINER_EXITED && last.ExitCode == 0:
-			continue
-		case last.State != runtimeapi.ContainerState_CONTAINER_EXITED:
-			s.waitRest(i + 1) // still running: the relist wakes us when it ends
-			return false
-		case s.pod.Spec.RestartPolicy == corev1.RestartPolicyNever:
-			s.waitRest(i + 1) // failed for good: the status says Failed
-			return false
-		default:
-			s.restartAfterBackoff(ctx, c, last)
-			s.waitRest(i + 1)
-			return false
-		}
-	}
-	return true
-}
-
-// waitRest marks init containers from index i and all app containers as
-// waiting for initialization.
-func (s *podSync) waitRest(i int) {
-	for j := i; j < len(s.pod.Spec.InitContainers); j++ {
-		if s.state.latest(s.pod.Spec.InitContainers[j].Name) == nil {
-			s.waiting[s.pod.Spec.InitContainers[j].Name] = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
-		}
-	}
-	for _, c := range s.pod.Spec.Containers {
-		if _, ok := s.waiting[c.Name]; !ok {
-			s.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
-		}
-	}
-}
-
-// syncContainer keeps one app container running as the restart policy,
-// its probes and its spec ask.
-func (s *podSync) syncContainer(ctx context.Context, c *corev1.Container) {
+// syncContainer keeps one container as policy, its probes and its spec
+// ask: started, restarted after back-off, or killed and restarted.
+func (s *podSync) syncContainer(ctx context.Context, c *corev1.Container, policy corev1.RestartPolicy) {
 	k, pod := s.k, s.pod
 	inst := s.state.instances(c.Name, s.sandbox.Id)
 	if len(inst) == 0 {
-		if prev := s.state.latest(c.Name); prev != nil && !shouldRestart(pod, prev) {
+		if prev := s.state.latest(c.Name); prev != nil && !shouldRestart(policy, prev) {
 			return // ran in an earlier sandbox and must not run again
 		}
 		s.startContainer(ctx, c)
 		return
 	}
 	last := inst[0]
-	if last.State == runtimeapi.ContainerState_CONTAINER_RUNNING || last.State == runtimeapi.ContainerState_CONTAINER_CREATED {
+	switch last.State {
+	case runtimeapi.ContainerState_CONTAINER_RUNNING:
 		reason := ""
 		switch {
 		case last.Annotations[annotationHash] != containerHash(c):
 			reason = "spec changed"
 			k.event(pod, c.Name, corev1.EventTypeNormal, "Killing", "Container %s definition changed, will be restarted", c.Name)
-		case k.probes.Result(pod.UID, c.Name, prober.Liveness) == prober.Failure || k.probes.Result(pod.UID, c.Name, prober.Startup) == prober.Failure:
-			reason = "probe failed"
+		case k.probes.Result(pod.UID, c.Name, prober.Liveness) == prober.Failure:
+			reason = "liveness probe failed"
 			k.event(pod, c.Name, corev1.EventTypeNormal, "Killing", "Container %s failed liveness probe, will be restarted", c.Name)
+		case k.probes.Result(pod.UID, c.Name, prober.Startup) == prober.Failure:
+			reason = "startup probe failed"
+			k.event(pod, c.Name, corev1.EventTypeNormal, "Killing", "Container %s failed startup probe, will be restarted", c.Name)
 		}
 		if reason == "" {
 			return
 		}
 		k.killContainer(ctx, pod, last, probeGrace(pod, c), reason)
-		st, err := k.podState(ctx, pod.UID)
-		if err != nil {
+		if !s.refresh(ctx) {
 			s.res.soonest(time.Second)
 			return
 		}
-		s.state = st
-		last = s.state.instances(c.Name, s.sandbox.Id)[0]
-		if last.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+		inst = s.state.instances(c.Name, s.sandbox.Id)
+		if len(inst) == 0 || inst[0].State != runtimeapi.ContainerState_CONTAINER_EXITED {
 			s.res.soonest(time.Second)
 			return
 		}
+		last = inst[0]
+	case runtimeapi.ContainerState_CONTAINER_CREATED, runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+		// A worker creates and starts a container in one go, so one still
+		// created was left by a failed start or a crash in between, and
+		// one in an unknown state cannot be trusted: as upstream, it is
+		// replaced by a new attempt whatever the restart policy.
+		if s.discard(ctx, last) {
+			s.restartAfterBackoff(ctx, c, last)
+		}
+		return
 	}
-	if !shouldRestart(pod, last) {
+	if !shouldRestart(policy, last) {
 		return
 	}
 	s.restartAfterBackoff(ctx, c, last)
 }
 
-// shouldRestart applies the restart policy to an exited container.
-func shouldRestart(pod *corev1.Pod, last *runtimeapi.ContainerStatus) bool {
+// discard stops and removes a container that will be replaced.
+func (s *podSync) discard(ctx context.Context, st *runtimeapi.ContainerStatus) bool {
+	k, pod := s.k, s.pod
+	name := st.Metadata.GetName()
+	if st.State == runtimeapi.ContainerState_CONTAINER_UNKNOWN {
+		k.stopContainer(ctx, pod, name, st.Id, 0)
+	}
+	if _, err := k.cfg.Runtime.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: st.Id}); err != nil {
+		if ctx.Err() == nil {
+			k.log.Warn("remove stale container", "pod", pod.Namespace+"/"+pod.Name, "container", name, "state", st.State.String(), "err", err)
+			s.res.soonest(time.Second)
+		}
+		return false
+	}
+	k.forgetContainer(st.Id)
+	return s.refresh(ctx)
+}
+
+// shouldRestart applies a restart policy to an exited container.
+func shouldRestart(policy corev1.RestartPolicy, last *runtimeapi.ContainerStatus) bool {
 	if last.State != runtimeapi.ContainerState_CONTAINER_EXITED {
 		return false
 	}
-	switch pod.Spec.RestartPolicy {
+	switch policy {
 	case corev1.RestartPolicyNever:
 		return false
 	case corev1.RestartPolicyOnFailure:
@@ -292,6 +338,9 @@ func (s *podSync) restartAfterBackoff(ctx context.Context, c *corev1.Container, 
 	k, pod := s.k, s.pod
 	key := backoffKey(pod, c.Name)
 	finished := time.Unix(0, last.FinishedAt)
+	if last.FinishedAt == 0 {
+		finished = time.Unix(0, last.CreatedAt) // never ran
+	}
 	if d := k.backoff.wait(key, finished); d > 0 {
 		s.waiting[c.Name] = &corev1.ContainerStateWaiting{
 			Reason:  "CrashLoopBackOff",
@@ -318,13 +367,24 @@ func (s *podSync) startContainer(ctx context.Context, c *corev1.Container) {
 		attempt = prev.Metadata.GetAttempt() + 1
 	}
 	image, waiting := k.pullImage(ctx, pod, c)
+	if ctx.Err() != nil {
+		return
+	}
 	if waiting != nil {
 		s.waiting[c.Name] = waiting
-		s.res.soonest(k.backoff.wait("pull/"+backoffKey(pod, c.Name), k.clock.Now()) + time.Millisecond)
+		// Whatever kept the image (a failed pull, pull policy Never) is
+		// retried with back-off, not at once.
+		s.res.soonest(k.backoffFor("pull/"+backoffKey(pod, c.Name), k.clock.Now()))
 		return
 	}
 	cfg, err := k.containerConfig(pod, c, attempt, image, s.volumes, s.state.ip)
+	if err == nil {
+		err = k.verifyNonRoot(ctx, pod, c, image)
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		k.event(pod, c.Name, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		s.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
 		s.res.soonest(2 * time.Second)
@@ -332,6 +392,9 @@ func (s *podSync) startContainer(ctx context.Context, c *corev1.Container) {
 	}
 	created, err := k.cfg.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: s.sandbox.Id, Config: cfg, SandboxConfig: s.sandboxCfg})
 	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		k.event(pod, c.Name, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		s.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		s.res.soonest(k.backoffFor(backoffKey(pod, c.Name), k.clock.Now()))
@@ -339,6 +402,9 @@ func (s *podSync) startContainer(ctx context.Context, c *corev1.Container) {
 	}
 	k.event(pod, c.Name, corev1.EventTypeNormal, "Created", "Created container %s", c.Name)
 	if _, err := k.cfg.Runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: created.ContainerId}); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		k.event(pod, c.Name, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		s.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
 		s.res.soonest(k.backoffFor(backoffKey(pod, c.Name), k.clock.Now()))
@@ -347,7 +413,7 @@ func (s *podSync) startContainer(ctx context.Context, c *corev1.Container) {
 	}
 	k.event(pod, c.Name, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
-		if err := k.runHook(ctx, pod, c, created.ContainerId, c.Lifecycle.PostStart, s.state.ip, hookTimeout); err != nil {
+		if err := k.runHook(ctx, pod, c, created.ContainerId, c.Lifecycle.PostStart, s.state.ip, hookTimeout); err != nil && ctx.Err() == nil {
 			k.event(pod, c.Name, corev1.EventTypeWarning, "FailedPostStartHook", "PostStartHook failed: %v", err)
 			k.stopContainer(ctx, pod, c.Name, created.ContainerId, 0)
 		}
@@ -357,11 +423,13 @@ func (s *podSync) startContainer(ctx context.Context, c *corev1.Container) {
 
 // refresh reads the pod's state again after a change, so the status posted
 // at the end of the sync already shows it.
-func (s *podSync) refresh(ctx context.Context) {
-	if st, err := s.k.podState(ctx, s.pod.UID); err == nil {
-		st.ip = s.state.ip
-		s.state = st
+func (s *podSync) refresh(ctx context.Context) bool {
+	st, err := s.k.podState(ctx, s.pod.UID)
+	if err != nil {
+		return false
 	}
+	s.state = st
+	return true
 }
 
 // hookTimeout bounds a postStart hook, which has no grace period of its
