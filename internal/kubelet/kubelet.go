@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -87,6 +88,9 @@ type Config struct {
 	// OnPodCIDR is called when the node's pod CIDR is first known or
 	// changes, to configure the pod network.
 	OnPodCIDR func(ctx context.Context, cidr string) error
+	// MaxParallelStarts is how many pods may be starting sandboxes or
+	// containers at once (default: the number of CPUs, at least 2).
+	MaxParallelStarts int
 	// RelistPeriod is how often the runtime is listed to notice container
 	// state changes (default 1 s).
 	RelistPeriod time.Duration
@@ -120,6 +124,10 @@ type Kubelet struct {
 	configMaps corelisters.ConfigMapLister
 	secrets    corelisters.SecretLister
 	synced     []cache.InformerSynced
+
+	// starts bounds how many pod syncs start sandboxes or containers at
+	// once; a slot is a buffered send.
+	starts chan struct{}
 
 	probes     *prober.Manager
 	backoff    *backoff
@@ -180,6 +188,9 @@ func New(cfg Config) (*Kubelet, error) {
 	if cfg.CgroupRoot == "" {
 		cfg.CgroupRoot = DefaultCgroupRoot
 	}
+	if cfg.MaxParallelStarts <= 0 {
+		cfg.MaxParallelStarts = max(2, goruntime.NumCPU())
+	}
 	if cfg.RelistPeriod == 0 {
 		cfg.RelistPeriod = defaultRelistPeriod
 	}
@@ -200,6 +211,7 @@ func New(cfg Config) (*Kubelet, error) {
 		ready:      make(chan struct{}),
 		backoff:    newBackoff(cfg.Clock),
 		statuses:   newStatusCache(),
+		starts:     make(chan struct{}, cfg.MaxParallelStarts),
 		hookClient: newHookClient(),
 		workers:    map[types.UID]*podWorker{},
 		lastStatus: map[types.UID]*corev1.PodStatus{},
