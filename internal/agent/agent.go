@@ -99,7 +99,9 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
 // Run runs the node until ctx ends. Pods keep running afterwards: the
-// next start adopts them.
+// next start adopts them. Our own containerd is restarted when it dies
+// (its containers live on in their shims and the new one adopts them);
+// meanwhile the kubelet keeps running and reports the node NotReady.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("agent data dir: %w", err)

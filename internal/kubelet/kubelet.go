@@ -147,6 +147,10 @@ type Kubelet struct {
 	// statusMu guards lastStatus, the status last posted per pod.
 	statusMu   sync.Mutex
 	lastStatus map[types.UID]*corev1.PodStatus
+	// postedOver is the resourceVersion of the pod copy lastStatus was
+	// written over, to tell a lagging informer from a status someone
+	// else changed since.
+	postedOver map[types.UID]string
 
 	// relist state, touched only by the relist loop.
 	relistSeen map[string]relistEntry
@@ -215,6 +219,7 @@ func New(cfg Config) (*Kubelet, error) {
 		hookClient: newHookClient(),
 		workers:    map[types.UID]*podWorker{},
 		lastStatus: map[types.UID]*corev1.PodStatus{},
+		postedOver: map[types.UID]string{},
 		relistSeen: map[string]relistEntry{},
 	}
 	return k, nil

@@ -295,6 +295,7 @@ func (k *Kubelet) forgetPod(uid types.UID) {
 	k.backoff.forget("sandbox/" + string(uid))
 	k.statusMu.Lock()
 	delete(k.lastStatus, uid)
+	delete(k.postedOver, uid)
 	k.statusMu.Unlock()
 }
 

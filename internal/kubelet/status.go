@@ -385,14 +385,19 @@ func (k *Kubelet) postStatus(ctx context.Context, pod *corev1.Pod, status *corev
 		return nil
 	}
 	k.statusMu.Lock()
-	last := k.lastStatus[pod.UID]
+	last, over := k.lastStatus[pod.UID], k.postedOver[pod.UID]
 	k.statusMu.Unlock()
-	if last != nil && apiequality.Semantic.DeepEqual(last, status) {
-		return nil // already sent; the informer has not caught up
+	// Sent already and the informer still has the copy we wrote over:
+	// it has not caught up yet. Once it has a newer copy that differs,
+	// someone else changed the status (the node lifecycle controller
+	// marking the pod not ready, say) and ours must be written again.
+	if last != nil && over == pod.ResourceVersion && apiequality.Semantic.DeepEqual(last, status) {
+		return nil
 	}
 	pods := k.cfg.Client.CoreV1().Pods(pod.Namespace)
 	updated := pod.DeepCopy()
 	updated.Status = *status
+	postedOver := pod.ResourceVersion
 	_, err := pods.UpdateStatus(ctx, updated, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
 		cur, gerr := pods.Get(ctx, pod.Name, metav1.GetOptions{})
@@ -409,6 +414,7 @@ func (k *Kubelet) postStatus(ctx context.Context, pod *corev1.Pod, status *corev
 		ready := findCondition(status.Conditions, corev1.PodReadyToStartContainers)
 		st.Conditions = k.podConditions(cur, cur.Status.Conditions, st, ready != nil && ready.Status == corev1.ConditionTrue, status.Conditions)
 		cur.Status = *st
+		postedOver = cur.ResourceVersion
 		_, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		status = st
 	}
@@ -420,6 +426,7 @@ func (k *Kubelet) postStatus(ctx context.Context, pod *corev1.Pod, status *corev
 	}
 	k.statusMu.Lock()
 	k.lastStatus[pod.UID] = status
+	k.postedOver[pod.UID] = postedOver
 	k.statusMu.Unlock()
 	return nil
 }

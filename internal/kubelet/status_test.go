@@ -416,3 +416,69 @@ func TestPostStatusConflict(t *testing.T) {
 		})
 	}
 }
+
+// TestPostStatusAfterOthersChangedIt: a status the kubelet already sent is
+// sent again once someone else changed the pod's status (the node
+// lifecycle controller marking it not ready while the node was away), and
+// only held back while the informer still has the copy it wrote over.
+func TestPostStatusAfterOthersChangedIt(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("web", corev1.RestartPolicyAlways, "app")
+	h.create(pod)
+	state := runtimeState("10.0.0.7", criContainer("app", runtimeapi.ContainerState_CONTAINER_RUNNING, 0))
+	h.k.probes.UpdatePod(pod, probeStates(state))
+	status := h.k.podStatus(pod, state, nil)
+	if err := h.k.postStatus(h.ctx, pod, status); err != nil {
+		t.Fatal(err)
+	}
+	ready := func() corev1.ConditionStatus {
+		c := findCondition(h.apiPod(pod).Status.Conditions, corev1.PodReady)
+		if c == nil {
+			return ""
+		}
+		return c.Status
+	}
+	if got := ready(); got != corev1.ConditionTrue {
+		t.Fatalf("Ready = %q after the first post", got)
+	}
+
+	// The informer lags: its copy is still the one written over. Sending
+	// the same status again would be a wasted write.
+	writes := func() int {
+		n := 0
+		for _, a := range h.client.Actions() {
+			if a.GetVerb() == "update" && a.GetSubresource() == "status" {
+				n++
+			}
+		}
+		return n
+	}
+	before := writes()
+	if err := h.k.postStatus(h.ctx, pod, h.k.podStatus(pod, state, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if writes() != before {
+		t.Errorf("status written again while the informer lagged")
+	}
+
+	// Someone else marks the pod not ready.
+	cur := h.apiPod(pod)
+	for i := range cur.Status.Conditions {
+		if cur.Status.Conditions[i].Type == corev1.PodReady {
+			cur.Status.Conditions[i].Status = corev1.ConditionFalse
+		}
+	}
+	cur.ResourceVersion = "99"
+	if _, err := h.client.CoreV1().Pods(cur.Namespace).UpdateStatus(h.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ready(); got != corev1.ConditionFalse {
+		t.Fatalf("Ready = %q after the other writer", got)
+	}
+	if err := h.k.postStatus(h.ctx, cur, h.k.podStatus(cur, state, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ready(); got != corev1.ConditionTrue {
+		t.Errorf("Ready = %q, want the kubelet's True written again", got)
+	}
+}

@@ -6,7 +6,8 @@
 // so that several agents (test or hollow nodes) can share a host without
 // seeing each other's pods. Containers outlive the daemon: their shims are
 // not containerd's to kill, so an agent restart starts a new containerd on
-// the same directory, which adopts the running pods.
+// the same directory, which adopts the running pods; the agent does the
+// same when containerd dies under it.
 package containerd
 
 import (
