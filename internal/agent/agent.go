@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/skiffhq/skiff/internal/agent/balancer"
 	"github.com/skiffhq/skiff/internal/image"
 	"github.com/skiffhq/skiff/internal/image/registry"
 	"github.com/skiffhq/skiff/internal/kubelet"
@@ -182,7 +183,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 
-	client, err := kubernetes.NewForConfig(a.cfg.REST)
+	// Every API request goes through the balancer: when the server the
+	// node joined goes away, the node carries on through another.
+	bal, err := balancer.New(balancer.Config{REST: a.cfg.REST, Logger: a.log.With("component", "api-balancer")})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return bal.Run(ctx) })
+	client, err := kubernetes.NewForConfig(bal.RESTConfig())
 	if err != nil {
 		return fmt.Errorf("api client: %w", err)
 	}

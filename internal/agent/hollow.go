@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/skiffhq/skiff/internal/agent/balancer"
 	"github.com/skiffhq/skiff/internal/kubelet"
 	"github.com/skiffhq/skiff/internal/kubelet/server"
 	"github.com/skiffhq/skiff/internal/runtime/cri"
@@ -101,10 +102,24 @@ func RunHollow(ctx context.Context, cfg HollowConfig) error {
 	// The shared client carries every node's Lease renewals and status
 	// updates: its rate limit grows with the node count (a Lease every
 	// 10 s per node is Count/10 requests a second before any pod work).
+	// Unset limits mean client-go's defaults, which a few nodes must not
+	// fall below.
 	rc := rest.CopyConfig(cfg.REST)
+	if rc.QPS == 0 {
+		rc.QPS = rest.DefaultQPS
+	}
+	if rc.Burst == 0 {
+		rc.Burst = rest.DefaultBurst
+	}
 	rc.QPS = max(rc.QPS, float32(cfg.Count)/2)
 	rc.Burst = max(rc.Burst, cfg.Count)
-	client, err := kubernetes.NewForConfig(rc)
+	// The balancer dials from New on; its Run (health checks, the server
+	// list) starts with the other goroutines below.
+	bal, err := balancer.New(balancer.Config{REST: rc, Logger: log.With("component", "api-balancer")})
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(bal.RESTConfig())
 	if err != nil {
 		return fmt.Errorf("api client: %w", err)
 	}
@@ -115,6 +130,7 @@ func RunHollow(ctx context.Context, cfg HollowConfig) error {
 
 	streaming := sim.NewStreamServer(log.With("component", "sim-streaming"))
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return bal.Run(ctx) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("sim streaming: %w", err)

@@ -256,13 +256,24 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		_ = k.probes.Run(ctx)
 	}()
 
-	if err := k.registerNode(ctx); err != nil {
-		return err
+	// Register, retrying while the API server is unreachable, as upstream
+	// does: an agent may start before any server answers.
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 7*time.Second) {
+		err := k.registerNode(ctx)
+		if err == nil {
+			break
+		}
+		k.log.Warn("register node; retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-k.clock.After(delay):
+		}
 	}
 	k.cfg.Informers.Start(ctx.Done())
 	go k.podInf.Run(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), append(k.synced, k.podInf.HasSynced)...) {
-		return ctx.Err()
+		return nil // stopped while starting
 	}
 	if err := k.syncNodeStatus(ctx); err != nil {
 		k.log.Warn("node status", "err", err)

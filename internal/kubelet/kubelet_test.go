@@ -1,6 +1,7 @@
 package kubelet
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,7 +10,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 )
@@ -220,5 +225,48 @@ func TestRegistryHost(t *testing.T) {
 				t.Errorf("registryHost(%q) = %q, want %q", image, got, want)
 			}
 		})
+	}
+}
+
+// TestRunRetriesRegistration: an agent started while the API server does
+// not answer keeps trying to register instead of exiting.
+func TestRunRetriesRegistration(t *testing.T) {
+	h := newHarness(t)
+	failures := 3
+	h.client.PrependReactor("create", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if failures > 0 {
+			failures--
+			return true, nil, apierrors.NewServiceUnavailable("no server")
+		}
+		return false, nil, nil
+	})
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	// A fresh kubelet: the harness's is set up for direct syncs.
+	k, err := New(h.k.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- k.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := h.client.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{}); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned before registering: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node never registered")
+		}
+		h.clock.Step(10 * time.Second) // past any retry delay
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
 	}
 }
