@@ -32,6 +32,7 @@ import (
 	"github.com/skiffhq/skiff/internal/kubelet/server"
 	"github.com/skiffhq/skiff/internal/kubelet/volume"
 	"github.com/skiffhq/skiff/internal/network"
+	"github.com/skiffhq/skiff/internal/proxy"
 	"github.com/skiffhq/skiff/internal/runtime/containerd"
 	"github.com/skiffhq/skiff/internal/runtime/cri"
 )
@@ -56,6 +57,11 @@ type Config struct {
 	// containerd (registry host → mirror URLs; hosts pulled over http).
 	Mirrors            map[string][]string
 	InsecureRegistries []string
+	// ClusterCIDR is the cluster-wide pod range; the service proxy
+	// masquerades traffic to Services from outside it.
+	ClusterCIDR string
+	// DisableProxy runs the node without its service proxy.
+	DisableProxy bool
 	// ClusterDNS and ClusterDomain go into pods' resolv.conf.
 	ClusterDNS    []string
 	ClusterDomain string
@@ -249,6 +255,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	// The service proxy programs this node's kernel: only a node whose
+	// pods we network ourselves gets one.
+	if netw != nil && !a.cfg.DisableProxy {
+		p, err := proxy.New(proxy.Config{
+			Client: client, Informers: informerFactory,
+			NodeName: a.cfg.NodeName, NodeIPs: []net.IP{a.cfg.NodeIP}, ClusterCIDR: a.cfg.ClusterCIDR,
+			Logger: a.log.With("component", "proxy"),
+		})
+		if err != nil {
+			return err
+		}
+		// Registered before anything starts the informers, so its
+		// EndpointSlice index is in place.
+		g.Go(func() error { return p.Run(ctx) })
 	}
 	g.Go(func() error { return srv.Run(ctx) })
 	g.Go(func() error { return kl.Run(ctx) })

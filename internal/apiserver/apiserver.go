@@ -81,8 +81,11 @@ type Server struct {
 	stores    map[*resource.Resource]storage.Interface
 	discovery *discovery
 	mux       *http.ServeMux
-	// encodings shares watch events' JSON between watch streams.
+	// encodings shares watch events' encodings between watch streams.
 	encodings *encodingCache
+	// protobuf holds the kinds with a protobuf encoding, served in it to
+	// clients asking for it.
+	protobuf map[*resource.Resource]bool
 	// kubelet carries connect requests to kubelets; nil without
 	// cfg.KubeletTLS.
 	kubelet *http.Transport
@@ -111,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 		stores: map[*resource.Resource]storage.Interface{},
 
 		encodings: newEncodingCache(encodingCacheSize),
+		protobuf:  map[*resource.Resource]bool{},
 	}
 	for _, r := range cfg.Resources {
 		gv := r.Kind.GroupVersion()
@@ -127,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("apiserver: storage for %s: %w", r.Resource(), err)
 		}
 		s.stores[r] = st
+		s.protobuf[r] = hasProtobuf(r.New())
 	}
 	s.cfg.Admission = append([]Admitter{newNamespaceLifecycle(s)}, s.cfg.Admission...)
 	s.kubelet = kubeletTransport(cfg.KubeletTLS)
@@ -167,7 +172,7 @@ func (s *Server) routes() *http.ServeMux {
 		mux.Handle(prefix, h)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, notFoundPath(r.URL.Path))
+		writeError(w, r, notFoundPath(r.URL.Path))
 	})
 	return mux
 }
@@ -208,12 +213,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		gv = schema.GroupVersion{Group: parts[1], Version: parts[2]}
 		parts = parts[3:]
 	default:
-		writeError(w, notFoundPath(r.URL.Path))
+		writeError(w, r, notFoundPath(r.URL.Path))
 		return
 	}
 	kinds, ok := s.byGV[gv]
 	if !ok {
-		writeError(w, notFoundPath(r.URL.Path))
+		writeError(w, r, notFoundPath(r.URL.Path))
 		return
 	}
 	if len(parts) == 0 {
@@ -228,15 +233,15 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	plural, ns, name, sub, ok := parseResourcePath(parts)
 	res := kinds[plural]
 	if !ok || res == nil {
-		writeError(w, notFoundPath(r.URL.Path))
+		writeError(w, r, notFoundPath(r.URL.Path))
 		return
 	}
 	if ns != "" && !res.Namespaced {
-		writeError(w, notFoundPath(r.URL.Path))
+		writeError(w, r, notFoundPath(r.URL.Path))
 		return
 	}
 	if sub != "" && !hasSub(res, sub) {
-		writeError(w, notFoundPath(r.URL.Path))
+		writeError(w, r, notFoundPath(r.URL.Path))
 		return
 	}
 	info := &requestInfo{res: res, namespace: ns, name: name, subresource: sub, verb: verbFor(r, name != "")}

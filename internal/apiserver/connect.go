@@ -156,7 +156,7 @@ func (s *Server) proxyToKubelet(w http.ResponseWriter, r *http.Request, u *url.U
 			if r.Context().Err() != nil {
 				return // the client left
 			}
-			writeError(w, apierrors.NewInternalError(fmt.Errorf("error dialing backend: %w", err)))
+			writeError(w, r, apierrors.NewInternalError(fmt.Errorf("error dialing backend: %w", err)))
 		},
 	}
 	p.ServeHTTP(w, r)

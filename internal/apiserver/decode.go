@@ -15,8 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
-	clientscheme "k8s.io/client-go/kubernetes/scheme"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -135,13 +133,6 @@ func unsupportedMedia(m string) error {
 		Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got %s)", m),
 	}}
 }
-
-// mediaProtobuf is Kubernetes' protobuf envelope, which kubectl and
-// client-go send for built-in kinds.
-const mediaProtobuf = "application/vnd.kubernetes.protobuf"
-
-// protoCodec decodes protobuf bodies into the built-in types.
-var protoCodec = protobuf.NewSerializer(clientscheme.Scheme, clientscheme.Scheme)
 
 // decodeBody decodes a request body in its media type into into, as
 // decodeObject does. A protobuf body of into's own type is decoded

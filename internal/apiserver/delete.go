@@ -105,7 +105,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, info *requestInf
 	if info.subresource != "" {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "delete")
 	}
-	out, ok := negotiate(r)
+	out, ok := s.negotiate(r, info)
 	if !ok {
 		return notAcceptable()
 	}
@@ -265,7 +265,7 @@ func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, info *
 	if info.subresource != "" {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "deletecollection")
 	}
-	out, ok := negotiate(r)
+	out, ok := s.negotiate(r, info)
 	if !ok {
 		return notAcceptable()
 	}

@@ -177,7 +177,7 @@ func (d *discovery) serveRoot(w http.ResponseWriter, r *http.Request, legacy, ag
 func (d *discovery) serveGroup(w http.ResponseWriter, r *http.Request, group string) {
 	b, ok := d.groups[group]
 	if !ok {
-		writeError(w, notFoundPath(r.URL.Path))
+		writeError(w, r, notFoundPath(r.URL.Path))
 		return
 	}
 	writeRaw(w, mediaJSON, b)

@@ -58,14 +58,15 @@ func statusOf(err error) *metav1.Status {
 	return &st
 }
 
-// writeError renders err as a metav1.Status with upstream's code.
-func writeError(w http.ResponseWriter, err error) {
+// writeError renders err as a metav1.Status with upstream's code, in the
+// media type the client asked for.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	st := statusOf(err)
 	code := int(st.Code)
 	if code == 0 {
 		code = http.StatusInternalServerError
 	}
-	writeObject(w, code, mediaJSON, st)
+	writeObject(w, code, statusMedia(r), st)
 }
 
 // notFoundPath is upstream's answer for a URL that names no resource.

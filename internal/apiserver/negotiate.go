@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 )
 
@@ -13,6 +14,10 @@ import (
 const (
 	mediaJSON = "application/json"
 	mediaYAML = "application/yaml"
+	// mediaProtobuf is Kubernetes' protobuf envelope ("k8s\x00" and a
+	// runtime.Unknown naming the kind), which client-go's typed clients
+	// ask for first: decoding it costs a fraction of decoding JSON.
+	mediaProtobuf = "application/vnd.kubernetes.protobuf"
 )
 
 // acceptedMedia is one entry of an Accept header.
@@ -44,14 +49,17 @@ func parseAccept(h string) []acceptedMedia {
 
 // output describes how to render a response.
 type output struct {
-	media string // mediaJSON or mediaYAML
+	media string // mediaJSON, mediaYAML or mediaProtobuf
 	// as is "", "Table", "PartialObjectMetadata" or "PartialObjectMetadataList".
 	as string
 }
 
-// negotiate picks the response form from the Accept header. ok is false
-// when the client accepts nothing the server can produce (406).
-func negotiate(r *http.Request) (out output, ok bool) {
+// negotiate picks the response form from the Accept header; protobuf
+// tells whether the kind's objects have a protobuf encoding (without one,
+// a client asking for them in protobuf gets its next choice, as upstream
+// serves such kinds). ok is false when the client accepts nothing the
+// server can produce (406).
+func negotiate(r *http.Request, protobuf bool) (out output, ok bool) {
 	h := r.Header.Get("Accept")
 	if h == "" {
 		return output{media: mediaJSON}, true
@@ -59,10 +67,17 @@ func negotiate(r *http.Request) (out output, ok bool) {
 	for _, m := range parseAccept(h) {
 		media := ""
 		switch m.typ {
-		case "application/json", "*/*", "application/*":
+		case mediaJSON, "*/*", "application/*":
 			media = mediaJSON
-		case "application/yaml":
+		case mediaYAML:
 			media = mediaYAML
+		case mediaProtobuf:
+			// A Table has no protobuf encoding (upstream serves it as
+			// JSON or YAML only); metadata has one whatever the kind.
+			if m.as == "Table" || (m.as == "" && !protobuf) {
+				continue
+			}
+			media = mediaProtobuf
 		default:
 			continue
 		}
@@ -82,8 +97,45 @@ func negotiate(r *http.Request) (out output, ok bool) {
 	return output{}, false
 }
 
-// writeObject renders v with the given status code.
+// negotiate is negotiate for one of the server's kinds.
+func (s *Server) negotiate(r *http.Request, info *requestInfo) (output, bool) {
+	return negotiate(r, s.protobuf[info.res])
+}
+
+// statusMedia picks the media type of a metav1.Status answer (an error, a
+// binding's success). As upstream, only entries asking for an object as
+// it is (no "as") count, so a client asking for a Table or metadata
+// still gets a plain Status; that is protobuf when asked for before JSON.
+func statusMedia(r *http.Request) string {
+	for _, m := range parseAccept(r.Header.Get("Accept")) {
+		if m.as != "" {
+			continue
+		}
+		switch m.typ {
+		case mediaProtobuf:
+			return mediaProtobuf
+		case mediaJSON, mediaYAML, "*/*", "application/*":
+			return mediaJSON
+		}
+	}
+	return mediaJSON
+}
+
+// writeObject renders v with the given status code. Protobuf needs v to
+// be a runtime.Object of a kind with a protobuf encoding; negotiation
+// offers it only then, and anything else is answered in JSON, which
+// clients decode by the Content-Type as well.
 func writeObject(w http.ResponseWriter, code int, media string, v any) {
+	if media == mediaProtobuf {
+		if obj, ok := v.(runtime.Object); ok {
+			if data, err := encodeProtobuf(obj); err == nil {
+				w.Header().Set("Content-Type", mediaProtobuf)
+				w.WriteHeader(code)
+				_, _ = w.Write(data)
+				return
+			}
+		}
+	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -82,7 +82,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, info *requestInfo
 	if !subresourceAllows(info.res, info.subresource, "patch") || info.subresource == "finalize" {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "patch")
 	}
-	out, ok := negotiate(r)
+	out, ok := s.negotiate(r, info)
 	if !ok {
 		return notAcceptable()
 	}

@@ -56,7 +56,7 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info *req
 	if c := info.res.Connect[info.subresource]; c != nil {
 		err = s.connect(w, r, info, c)
 		if err != nil {
-			writeError(w, err)
+			writeError(w, r, err)
 		}
 		return
 	}
@@ -81,7 +81,7 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info *req
 		err = apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), r.Method)
 	}
 	if err != nil {
-		writeError(w, err)
+		writeError(w, r, err)
 	}
 }
 
@@ -107,7 +107,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, info *requestInfo) 
 	if !subresourceAllows(info.res, info.subresource, "get") {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "get")
 	}
-	out, ok := negotiate(r)
+	out, ok := s.negotiate(r, info)
 	if !ok {
 		return notAcceptable()
 	}
@@ -201,7 +201,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, info *requestInfo)
 	if info.subresource != "" {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "list")
 	}
-	out, ok := negotiate(r)
+	out, ok := s.negotiate(r, info)
 	if !ok {
 		return notAcceptable()
 	}
@@ -288,7 +288,7 @@ func validateListRV(o storage.ListOptions) error {
 func notAcceptable() error {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{
 		Status: metav1.StatusFailure, Code: http.StatusNotAcceptable, Reason: metav1.StatusReasonNotAcceptable,
-		Message: "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io",
+		Message: "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json;as=Table;v=v1;g=meta.k8s.io",
 	}}
 }
 

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -25,7 +24,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 	if info.subresource != "" {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "watch")
 	}
-	out, ok := negotiate(r)
+	out, ok := s.negotiate(r, info)
 	if !ok {
 		return notAcceptable()
 	}
@@ -66,11 +65,13 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 	done := s.cfg.Metrics.watchStarted(info)
 	defer done()
 
-	w.Header().Set("Content-Type", out.media)
-	if out.media == mediaYAML {
-		// Watch streams are JSON lines whatever else the client accepts.
-		w.Header().Set("Content-Type", mediaJSON)
+	// Watch streams are JSON lines, or protobuf frames (upstream's
+	// ";stream=watch"), whatever else the client accepts.
+	media, contentType := mediaJSON, mediaJSON
+	if out.media == mediaProtobuf {
+		media, contentType = mediaProtobuf, mediaProtobuf+";stream=watch"
 	}
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
@@ -79,7 +80,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	var line []byte
+	var frame []byte
 	first := true
 	for {
 		select {
@@ -127,15 +128,21 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, info *requestInfo
 			}
 			var raw []byte
 			if shared {
-				raw, err = s.encodings.marshal(obj)
+				raw, err = s.encodings.encode(obj, media)
 			} else {
-				raw, err = json.Marshal(obj)
+				raw, err = encodeAs(media, obj)
 			}
 			if err != nil {
 				return nil
 			}
-			line = appendWatchEvent(line[:0], string(ev.Type), raw)
-			if _, err := w.Write(line); err != nil {
+			if media == mediaProtobuf {
+				if frame, err = appendProtobufWatchEvent(frame[:0], string(ev.Type), raw); err != nil {
+					return nil
+				}
+			} else {
+				frame = appendWatchEvent(frame[:0], string(ev.Type), raw)
+			}
+			if _, err := w.Write(frame); err != nil {
 				return nil
 			}
 			if flusher != nil && len(wi.ResultChan()) == 0 {

@@ -13,23 +13,29 @@ import (
 // enough for every watcher of a change to find its encoding.
 const encodingCacheSize = 2048
 
-// encodingCache shares the JSON of watch event objects between the watch
-// streams sending them: the watch cache hands the same object to every
-// watcher of a change, and encoding it once rather than once per watcher
-// (the scheduler, the controllers' informers, kubectl -w…) is most of a
-// watch's cost.
+// encodingCache shares the encodings of watch event objects between the
+// watch streams sending them: the watch cache hands the same object to
+// every watcher of a change, and encoding it once per media type rather
+// than once per watcher (the scheduler, the controllers' informers,
+// kubectl -w…) is most of a watch's cost.
 //
 // Entries are keyed by the object itself. That is sound because objects
 // from the watch cache are never modified, and an entry holds its object,
 // so its address cannot be reused by another object while the entry lives.
 type encodingCache struct {
 	mu      sync.Mutex
-	entries map[runtime.Object]*encoding
+	entries map[runtime.Object]*encodings
 	ring    []runtime.Object // insertion order, for eviction
 	next    int
 }
 
-// encoding is one object's JSON, computed by whichever watcher asks first.
+// encodings are one object's encodings, each computed by whichever watcher
+// asks for it first: a media type nobody watches in costs nothing.
+type encodings struct {
+	json, protobuf encoding
+}
+
+// encoding is one object's encoding in one media type.
 type encoding struct {
 	once sync.Once
 	raw  []byte
@@ -37,16 +43,16 @@ type encoding struct {
 }
 
 func newEncodingCache(size int) *encodingCache {
-	return &encodingCache{entries: make(map[runtime.Object]*encoding, size), ring: make([]runtime.Object, size)}
+	return &encodingCache{entries: make(map[runtime.Object]*encodings, size), ring: make([]runtime.Object, size)}
 }
 
-// marshal returns obj's JSON, shared with every other caller for obj. The
-// result must not be modified.
-func (c *encodingCache) marshal(obj runtime.Object) ([]byte, error) {
+// encode returns obj in media (mediaJSON or mediaProtobuf), shared with
+// every other caller for obj. The result must not be modified.
+func (c *encodingCache) encode(obj runtime.Object, media string) ([]byte, error) {
 	c.mu.Lock()
 	e, ok := c.entries[obj]
 	if !ok {
-		e = &encoding{}
+		e = &encodings{}
 		if old := c.ring[c.next]; old != nil {
 			delete(c.entries, old)
 		}
@@ -55,10 +61,22 @@ func (c *encodingCache) marshal(obj runtime.Object) ([]byte, error) {
 		c.entries[obj] = e
 	}
 	c.mu.Unlock()
+	enc := &e.json
+	if media == mediaProtobuf {
+		enc = &e.protobuf
+	}
 	// Encoding outside the lock: watchers of different objects do not wait
 	// for each other, and those of the same object wait only for it.
-	e.once.Do(func() { e.raw, e.err = json.Marshal(obj) })
-	return e.raw, e.err
+	enc.once.Do(func() { enc.raw, enc.err = encodeAs(media, obj) })
+	return enc.raw, enc.err
+}
+
+// encodeAs encodes obj in media: mediaProtobuf, or JSON for anything else.
+func encodeAs(media string, obj runtime.Object) ([]byte, error) {
+	if media == mediaProtobuf {
+		return encodeProtobuf(obj)
+	}
+	return json.Marshal(obj)
 }
 
 // appendWatchEvent appends the JSON line of a watch event whose object is

@@ -37,7 +37,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, info *requestInf
 	if info.subresource != "" || info.name != "" {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "create")
 	}
-	out, ok := negotiate(r)
+	out, ok := s.negotiate(r, info)
 	if !ok {
 		return notAcceptable()
 	}
@@ -100,7 +100,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, info *requestInf
 	if !subresourceAllows(info.res, info.subresource, "update") {
 		return apierrors.NewMethodNotSupported(info.res.Resource().GroupResource(), "update")
 	}
-	out, ok := negotiate(r)
+	out, ok := s.negotiate(r, info)
 	if !ok {
 		return notAcceptable()
 	}
@@ -116,14 +116,16 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, info *requestInf
 	if err != nil {
 		return err
 	}
-	if data, err = toJSON(r, data); err != nil {
-		return err
-	}
 	if info.subresource == "scale" {
+		if data, err = toJSON(r, data); err != nil {
+			return err
+		}
 		return s.updateScale(w, r, info, out, dry, mode, jsonPatcher(data))
 	}
 	obj := newObject(info.res)
-	warnings, err := decodeObject(data, obj, info.res.Kind, mode)
+	// decodeBody reads a protobuf body straight into obj: the status
+	// updates of kubelets and controllers come that way.
+	warnings, err := decodeBody(r, data, obj, info.res.Kind, mode)
 	if err != nil {
 		return err
 	}
@@ -261,7 +263,7 @@ func (s *Server) bind(w http.ResponseWriter, r *http.Request, info *requestInfo)
 	if err != nil {
 		return storageError(err, gr, info.name)
 	}
-	writeObject(w, http.StatusCreated, mediaJSON, &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: http.StatusCreated})
+	writeObject(w, http.StatusCreated, statusMedia(r), &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: http.StatusCreated})
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,8 +21,11 @@ import (
 	"github.com/skiffhq/skiff/internal/agent"
 	"github.com/skiffhq/skiff/internal/agent/join"
 	"github.com/skiffhq/skiff/internal/apiserver"
+	"github.com/skiffhq/skiff/internal/controller/nodeipam"
+	"github.com/skiffhq/skiff/internal/dns"
 	"github.com/skiffhq/skiff/internal/kubelet"
 	"github.com/skiffhq/skiff/internal/pki"
+	"github.com/skiffhq/skiff/internal/server"
 )
 
 // agentFlags are the node flags `skiff server` and `skiff agent` share.
@@ -44,7 +48,7 @@ func (a *agentFlags) add(f *pflag.FlagSet) {
 	f.StringVar(&a.runtimeEndpoint, "container-runtime-endpoint", "", "existing CRI socket to use instead of a containerd of our own (unix:///path)")
 	f.StringSliceVar(&a.mirrors, "registry-mirror", nil, "registry mirror, host=URL (repeatable), e.g. docker.io=http://10.0.0.5:5000")
 	f.StringSliceVar(&a.insecure, "insecure-registry", nil, "registry host pulled over plain HTTP or without TLS verification (repeatable)")
-	f.StringSliceVar(&a.clusterDNS, "cluster-dns", nil, "DNS server IPs for pods (default: the node's resolvers)")
+	f.StringSliceVar(&a.clusterDNS, "cluster-dns", nil, "DNS server IPs for pods (default: the cluster DNS's Service IP, or the node's resolvers with the proxy off)")
 	f.StringVar(&a.clusterDomain, "cluster-domain", kubelet.DefaultClusterDomain, "cluster DNS domain")
 }
 
@@ -132,6 +136,7 @@ func withCredentials(cfg *agent.Config, creds *join.Credentials) error {
 		return fmt.Errorf("node kubeconfig: %w", err)
 	}
 	rc.QPS, rc.Burst = 50, 100
+	rc.ContentType, rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf", "application/vnd.kubernetes.protobuf,application/json"
 	cfg.REST = rc
 	cfg.ServingCert = creds.ServingCert
 	cfg.ClientCAs = creds.ClientCAs
@@ -166,6 +171,8 @@ func newAgentCommand() *cobra.Command {
 		logLevel         string
 		simulate         int
 		simStartDelay    time.Duration
+		clusterCIDR      string
+		disable          []string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -181,6 +188,14 @@ func newAgentCommand() *cobra.Command {
 			cfg, err := flags.config(dataDir, log)
 			if err != nil {
 				return err
+			}
+			cfg.ClusterCIDR = clusterCIDR
+			cfg.DisableProxy = slices.Contains(disable, "proxy")
+			if len(cfg.ClusterDNS) == 0 && !cfg.DisableProxy {
+				// The kube-dns Service's address with the server's default
+				// service CIDR; --cluster-dns says otherwise.
+				_, cidr, _ := net.ParseCIDR(server.DefaultServiceCIDR)
+				cfg.ClusterDNS = []string{dns.ServiceIP(cidr).String()}
 			}
 			if simulate > 0 {
 				// All hollow nodes share one identity, joined as the
@@ -216,6 +231,8 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&dataDir, "data-dir", "/var/lib/skiff-agent", "directory for the node's state")
 	f.StringVar(&serverURL, "server", "", "API server URL, https://HOST:6443")
 	f.StringVar(&token, "token", "", "node join token (the server's DATA_DIR/node-token)")
+	f.StringVar(&clusterCIDR, "cluster-cidr", nodeipam.DefaultClusterCIDR, "the cluster's pod range (the server's --cluster-cidr)")
+	f.StringSliceVar(&disable, "disable", nil, "node components not to run (proxy)")
 	f.IntVar(&simulate, "simulate", 0, "run this many hollow nodes on the simulated runtime instead of a real node")
 	f.DurationVar(&simStartDelay, "simulate-start-delay", 0, "how long a hollow node's sandbox or container takes to start")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -19,7 +19,8 @@ func NewRoot(start time.Time) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCommand(start), newAgentCommand(), newImageCommand(), newKubectlCommand())
+	root.AddCommand(newServerCommand(start), newAgentCommand(), newImageCommand(), newKubectlCommand(),
+		newEtcdCommand(), newEtcdSnapshotCommand())
 	return root
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ import (
 	"github.com/skiffhq/skiff/internal/controller/nodeipam"
 	"github.com/skiffhq/skiff/internal/controller/nodelifecycle"
 	"github.com/skiffhq/skiff/internal/controller/podgc"
+	"github.com/skiffhq/skiff/internal/dns"
 	"github.com/skiffhq/skiff/internal/server"
 )
 
@@ -33,6 +35,9 @@ func newServerCommand(start time.Time) *cobra.Command {
 			if cfg.TerminatedPodGCThreshold <= 0 {
 				cfg.TerminatedPodGCThreshold = -1
 			}
+			// One cluster domain for the DNS server and the pods'
+			// resolv.conf.
+			cfg.ClusterDomain = node.clusterDomain
 			cfg.Logger = newLogger(logLevel)
 			slog.SetDefault(cfg.Logger)
 			// client-go (leader election, informers) logs through klog.
@@ -51,6 +56,8 @@ func newServerCommand(start time.Time) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			acfg.ClusterCIDR = cfg.ClusterCIDR
+			acfg.DisableProxy = slices.Contains(cfg.Disable, "proxy")
 			return runWithAgent(cmd.Context(), s, acfg)
 		},
 	}
@@ -65,15 +72,17 @@ func newServerCommand(start time.Time) *cobra.Command {
 	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", 2380, "embedded etcd peer port")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", server.DefaultServiceCIDR, "IP range for Service cluster IPs")
 	f.StringVar(&cfg.NodePortRange, "service-node-port-range", server.DefaultNodePorts, "port range for NodePort Services")
-	f.StringSliceVar(&cfg.Disable, "disable", nil, "components not to run (scheduler, controller-manager)")
+	f.StringSliceVar(&cfg.Disable, "disable", nil, "components not to run (scheduler, controller-manager, dns, proxy)")
 	f.StringSliceVar(&cfg.DisableControllers, "disable-controllers", nil, "single controllers not to run (e.g. namespace)")
 	f.DurationVar(&cfg.NodeMonitorGracePeriod, "node-monitor-grace-period", nodelifecycle.DefaultGracePeriod, "how long a node may be silent before it is marked unreachable and tainted")
 	f.Int64Var(&cfg.DefaultNotReadyTolerationSeconds, "default-not-ready-toleration-seconds", server.DefaultTolerationSeconds, "tolerationSeconds of the not-ready:NoExecute toleration added to pods that have none")
 	f.Int64Var(&cfg.DefaultUnreachableTolerationSeconds, "default-unreachable-toleration-seconds", server.DefaultTolerationSeconds, "tolerationSeconds of the unreachable:NoExecute toleration added to pods that have none")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", nodeipam.DefaultClusterCIDR, "IP range for pod networks; each node gets a /24 of it")
 	f.IntVar(&cfg.TerminatedPodGCThreshold, "terminated-pod-gc-threshold", podgc.DefaultTerminatedPodThreshold, "terminated pods kept before the oldest are deleted (0 or less: never)")
+	f.IntVar(&cfg.ClusterDNSPort, "cluster-dns-port", dns.DefaultPort, "port the cluster DNS listens on, UDP and TCP, at --bind-address (0: any free port); pods reach it through the kube-dns Service on port 53")
 	f.BoolVar(&disableAgent, "disable-agent", false, "run the control plane without a node agent")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	addClusterFlags(f, &cfg.ClusterConfig)
 	node.add(f)
 	return cmd
 }
@@ -94,6 +103,11 @@ func runWithAgent(ctx context.Context, s *server.Server, acfg agent.Config) erro
 	case <-ctx.Done():
 		stopServer()
 		return <-serverErr
+	}
+	// Pods resolve names through the cluster DNS at its Service IP,
+	// which the node's proxy forwards to the server's listener.
+	if ip := s.ClusterDNSIP(); len(acfg.ClusterDNS) == 0 && ip != nil && !acfg.DisableProxy {
+		acfg.ClusterDNS = []string{ip.String()}
 	}
 	agentErr := make(chan error, 1)
 	go func() { agentErr <- runLocalAgent(agentCtx, acfg, s.URL(), s.Bundle()) }()

@@ -36,6 +36,9 @@ const (
 	DefaultSnapshotCount     = 5000
 	DefaultProgressNotify    = 5 * time.Second
 	DefaultStartTimeout      = 60 * time.Second
+	// ClusterToken goes into new clusters' and members' IDs. It is
+	// etcd's own default, which clusters made before it was set used.
+	ClusterToken = "etcd-cluster"
 )
 
 // Config describes one embedded etcd member.
@@ -49,6 +52,27 @@ type Config struct {
 	ListenClientURL string
 	// ListenPeerURL serves raft traffic. Port 0 picks a free port.
 	ListenPeerURL string
+	// AdvertisePeerURL is the peer URL other members dial, which also
+	// identifies the member; empty means ListenPeerURL (whose port must
+	// then not be 0 to be dialled from elsewhere).
+	AdvertisePeerURL string
+
+	// InitialCluster lists every member as "name=peerURL,..." for a
+	// member joining an existing cluster (Join): the members the cluster
+	// has, and this one, already added to it. Empty means this member
+	// alone, founding a new cluster.
+	InitialCluster string
+	// Join makes a member without data join the cluster InitialCluster
+	// describes instead of founding one. A member with data ignores it:
+	// its membership is in its write-ahead log.
+	Join bool
+	// ForceNewCluster restarts a member that has data as the only member
+	// of a cluster, keeping the data: the way back from a lost quorum.
+	ForceNewCluster bool
+	// PeerTLS and ClientTLS, when set, serve the peer and client URLs
+	// over TLS with client certificates required; the URLs' scheme must
+	// then be https.
+	PeerTLS, ClientTLS *TLS
 
 	// HeartbeatInterval and ElectionTimeout are raft timings. A new
 	// single member waits between one tick and one election timeout for
@@ -83,13 +107,42 @@ type Config struct {
 	LogLevel slog.Level
 }
 
+// TLS are a listener's credentials.
+type TLS struct {
+	// CertFile and KeyFile are the member's certificate and key; towards
+	// peers the certificate is also the member's client certificate.
+	CertFile, KeyFile string
+	// CAFile is what client (and peer) certificates must chain to.
+	CAFile string
+	// AllowedCNs, when set, are the only common names accepted in client
+	// certificates: the CA may also sign certificates for others.
+	AllowedCNs []string
+}
+
+// applyTo sets e's TLS settings of the peer or the client listener.
+func (t *TLS) applyTo(e *embed.Config, peer bool) {
+	i := &e.ClientTLSInfo
+	if peer {
+		i = &e.PeerTLSInfo
+	}
+	i.CertFile, i.KeyFile, i.TrustedCAFile = t.CertFile, t.KeyFile, t.CAFile
+	i.ClientCertAuth = true
+	i.AllowedCNs = t.AllowedCNs
+}
+
+// ErrRemoved means the member stopped, or would not start, because it
+// was removed from its cluster. Its data is of no further use: etcd will
+// not run it again, and the cluster knows it no more.
+var ErrRemoved = errors.New("this etcd member was removed from its cluster")
+
 // Server is a running (or startable) embedded etcd member.
 type Server struct {
-	cfg   Config
-	ecfg  *embed.Config
-	log   *slog.Logger
-	ready chan struct{}
-	quiet *atomic.Bool
+	cfg     Config
+	ecfg    *embed.Config
+	log     *slog.Logger
+	ready   chan struct{}
+	quiet   *atomic.Bool
+	removed *atomic.Bool
 
 	mu     sync.Mutex
 	e      *embed.Etcd
@@ -152,6 +205,26 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: peer URL: %w", err)
 	}
+	advertisePeer := *peerURL
+	if cfg.AdvertisePeerURL != "" {
+		u, err := url.Parse(cfg.AdvertisePeerURL)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: advertise peer URL: %w", err)
+		}
+		advertisePeer = *u
+	}
+	if err := checkScheme("client", clientURL, cfg.ClientTLS); err != nil {
+		return nil, err
+	}
+	if err := checkScheme("peer", peerURL, cfg.PeerTLS); err != nil {
+		return nil, err
+	}
+	if err := checkScheme("advertise peer", &advertisePeer, cfg.PeerTLS); err != nil {
+		return nil, err
+	}
+	if cfg.Join && cfg.InitialCluster == "" {
+		return nil, errors.New("etcd: joining a cluster needs InitialCluster")
+	}
 
 	log := cfg.Logger.With("component", "etcd")
 	e := embed.NewConfig()
@@ -160,8 +233,22 @@ func New(cfg Config) (*Server, error) {
 	e.ListenClientUrls = []url.URL{*clientURL}
 	e.AdvertiseClientUrls = []url.URL{*clientURL}
 	e.ListenPeerUrls = []url.URL{*peerURL}
-	e.AdvertisePeerUrls = []url.URL{*peerURL}
+	e.AdvertisePeerUrls = []url.URL{advertisePeer}
 	e.InitialCluster = e.InitialClusterFromName(cfg.Name)
+	e.InitialClusterToken = ClusterToken
+	if cfg.InitialCluster != "" {
+		e.InitialCluster = cfg.InitialCluster
+	}
+	if cfg.Join {
+		e.ClusterState = embed.ClusterStateFlagExisting
+	}
+	e.ForceNewCluster = cfg.ForceNewCluster
+	if cfg.ClientTLS != nil {
+		cfg.ClientTLS.applyTo(e, false)
+	}
+	if cfg.PeerTLS != nil {
+		cfg.PeerTLS.applyTo(e, true)
+	}
 	e.TickMs = uint(cfg.HeartbeatInterval / time.Millisecond)
 	e.ElectionMs = uint(cfg.ElectionTimeout / time.Millisecond)
 	e.InitialElectionTickAdvance = true
@@ -179,17 +266,28 @@ func New(cfg Config) (*Server, error) {
 	e.Metrics = "basic"
 	e.Logger = "zap"
 	e.LogLevel = zapLevel(cfg.LogLevel).String()
-	quiet := new(atomic.Bool)
-	e.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(newSlogCore(log, zapLevel(cfg.LogLevel), quiet)))
+	quiet, removed := new(atomic.Bool), new(atomic.Bool)
+	e.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(newSlogCore(log, zapLevel(cfg.LogLevel), quiet, removed)))
 
 	return &Server{
-		quiet: quiet,
-		cfg:   cfg,
-		ecfg:  e,
-		log:   log,
-		ready: make(chan struct{}),
-		done:  make(chan struct{}),
+		quiet:   quiet,
+		removed: removed,
+		cfg:     cfg,
+		ecfg:    e,
+		log:     log,
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
 	}, nil
+}
+
+// checkScheme insists on https exactly when the listener has TLS: etcd
+// would otherwise serve plain HTTP with the credentials ignored, or fail
+// late.
+func checkScheme(what string, u *url.URL, t *TLS) error {
+	if want := map[bool]string{true: "https", false: "http"}[t != nil]; u.Scheme != want {
+		return fmt.Errorf("etcd: %s URL %s: scheme must be %s with%s TLS", what, u, want, map[bool]string{true: "", false: "out"}[t != nil])
+	}
+	return nil
 }
 
 // resolveURL parses u and, if its port is 0, replaces it with a port free
@@ -248,9 +346,20 @@ func (s *Server) Start(ctx context.Context) error {
 	defer timer.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
+	case <-e.Server.StopNotify():
+		// It stopped on its own before serving: most likely a member that
+		// was removed from its cluster while it was away.
+		err := s.stoppedErr()
 		s.Close()
-		return fmt.Errorf("etcd: serving: %w", err)
+		return err
+	case err := <-e.Err():
+		if s.removed.Load() {
+			err = s.stoppedErr() // etcd's listeners fail as it stops: say why it stopped
+		} else {
+			err = fmt.Errorf("etcd: serving: %w", err)
+		}
+		s.Close()
+		return err
 	case <-timer.C:
 		s.Close()
 		return fmt.Errorf("etcd: not ready after %v", s.cfg.StartTimeout)
@@ -269,16 +378,32 @@ func (s *Server) Start(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case err := <-e.Err():
-			if err != nil {
-				s.mu.Lock()
+			s.mu.Lock()
+			if s.removed.Load() {
+				s.err = s.stoppedErr()
+			} else if err != nil {
 				s.err = fmt.Errorf("etcd: serving: %w", err)
-				s.mu.Unlock()
 			}
+			s.mu.Unlock()
+		case <-e.Server.StopNotify():
+			s.mu.Lock()
+			if !s.closed {
+				s.err = s.stoppedErr()
+			}
+			s.mu.Unlock()
 		case <-s.done:
 		}
 		s.Close()
 	}()
 	return nil
+}
+
+// stoppedErr says why the member stopped without being asked to.
+func (s *Server) stoppedErr() error {
+	if s.removed.Load() {
+		return fmt.Errorf("etcd: member %q: %w", s.cfg.Name, ErrRemoved)
+	}
+	return errors.New("etcd: the member stopped on its own; see its log")
 }
 
 // Run starts the member, serves until ctx ends or etcd fails, then stops
@@ -319,8 +444,12 @@ func (s *Server) Endpoints() []string {
 	defer s.mu.Unlock()
 	var out []string
 	if s.e != nil {
+		scheme := "http://"
+		if s.cfg.ClientTLS != nil {
+			scheme = "https://"
+		}
 		for _, l := range s.e.Clients {
-			out = append(out, "http://"+l.Addr().String())
+			out = append(out, scheme+l.Addr().String())
 		}
 		if len(out) > 0 {
 			return out

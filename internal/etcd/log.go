@@ -18,22 +18,36 @@ type slogCore struct {
 	// quiet is set while the member shuts down: etcd reports its listeners
 	// closing as errors, which is only noise when we asked it to stop.
 	quiet *atomic.Bool
+	// removed is set when etcd says this member was removed from its
+	// cluster. etcd has no API for it: the server just stops, after this
+	// log line, whether it applied its own removal or its peers refused it
+	// on a restart.
+	removed *atomic.Bool
 }
 
-func newSlogCore(log *slog.Logger, level zapcore.Level, quiet *atomic.Bool) zapcore.Core {
-	return &slogCore{log: log, level: level, quiet: quiet}
+// removedMessage is what etcd logs, and only then, when it stops because
+// its member was removed from the cluster.
+const removedMessage = "data-dir used by this member must be removed"
+
+func newSlogCore(log *slog.Logger, level zapcore.Level, quiet, removed *atomic.Bool) zapcore.Core {
+	return &slogCore{log: log, level: level, quiet: quiet, removed: removed}
 }
 
 // benign are etcd messages (or their starts) that every embedded start
 // prints and that say nothing actionable here: one port serves HTTP and
 // gRPC on purpose, auth (and so its token) is unused, we keep the data
-// dir's permissions, and a restarted single member retries its first
-// campaign one election timeout later once its membership is applied.
+// dir's permissions, a restarted single member retries its first
+// campaign one election timeout later once its membership is applied,
+// and a joining member's early promotion attempts are refused.
 var benign = []string{
 	"Running http and grpc server on single port.",
 	"simple token is not cryptographically signed",
 	"check file permission",
 	"cannot campaign at term",
+	// A joining member asks to be promoted until the leader finds it
+	// caught up; Promote reports the last refusal if it never is.
+	"rejecting promote learner: learner is not ready",
+	"failed to promote a member",
 }
 
 func isBenign(msg string) bool {
@@ -45,18 +59,23 @@ func isBenign(msg string) bool {
 	return false
 }
 
-// Enabled implements zapcore.LevelEnabler.
-func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
+// Enabled implements zapcore.LevelEnabler. Warnings are always let
+// through to Check, which must see the removal warning whatever the
+// configured level.
+func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level || l >= zapcore.WarnLevel }
 
 // With implements zapcore.Core.
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &slogCore{log: c.log.With(attrs(fields)...), level: c.level, quiet: c.quiet}
+	return &slogCore{log: c.log.With(attrs(fields)...), level: c.level, quiet: c.quiet, removed: c.removed}
 }
 
-// Check implements zapcore.Core; it drops benign messages and, while
-// stopping, everything below DPanic.
+// Check implements zapcore.Core; it notes a removal, drops benign
+// messages and, while stopping, everything below DPanic.
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if c.Enabled(e.Level) && !isBenign(e.Message) && (e.Level >= zapcore.DPanicLevel || !c.quiet.Load()) {
+	if e.Message == removedMessage && c.removed != nil {
+		c.removed.Store(true)
+	}
+	if e.Level >= c.level && !isBenign(e.Message) && (e.Level >= zapcore.DPanicLevel || !c.quiet.Load()) {
 		return ce.AddCore(e, c)
 	}
 	return ce

@@ -35,7 +35,7 @@ func TestSlogCore(t *testing.T) {
 			var buf bytes.Buffer
 			q := new(atomic.Bool)
 			q.Store(tt.quiet)
-			l := zap.New(newSlogCore(slog.New(slog.NewTextHandler(&buf, nil)), zapLevel(slog.LevelWarn), q))
+			l := zap.New(newSlogCore(slog.New(slog.NewTextHandler(&buf, nil)), zapLevel(slog.LevelWarn), q, nil))
 			tt.log(l.With(zap.String("member", "m1")))
 			out := buf.String()
 			if tt.want == "" {

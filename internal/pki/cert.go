@@ -107,8 +107,11 @@ type leafTemplate struct {
 	cn    string
 	orgs  []string
 	usage x509.ExtKeyUsage
-	dns   []string
-	ips   []net.IP
+	// also lists usages beyond usage: an etcd member's certificate both
+	// serves and, towards its peers, authenticates as a client.
+	also []x509.ExtKeyUsage
+	dns  []string
+	ips  []net.IP
 }
 
 // issue creates a fresh key and a certificate for it signed by the CA.
@@ -128,7 +131,7 @@ func (b *Bundle) issue(t leafTemplate) (certPEM, keyPEM []byte, err error) {
 		NotBefore:    now.Add(-clockSkew),
 		NotAfter:     now.Add(leafValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{t.usage},
+		ExtKeyUsage:  append([]x509.ExtKeyUsage{t.usage}, t.also...),
 		DNSNames:     t.dns,
 		IPAddresses:  t.ips,
 	}

@@ -109,8 +109,9 @@ type Bundle struct {
 	// AdminKubeconfigPath is DataDir/admin.kubeconfig.
 	AdminKubeconfigPath string
 
-	caKey crypto.Signer
-	now   func() time.Time
+	caKey   crypto.Signer
+	now     func() time.Time
+	dataDir string
 }
 
 func (c *Config) setDefaults() error {
@@ -163,6 +164,7 @@ func Ensure(cfg Config) (*Bundle, error) {
 		CAPool:              x509.NewCertPool(),
 		caKey:               caKey,
 		now:                 cfg.Now,
+		dataDir:             cfg.DataDir,
 		AdminKubeconfigPath: filepath.Join(cfg.DataDir, AdminKubeconfig),
 	}
 	b.CAPool.AddCert(ca)

@@ -58,6 +58,14 @@ func (s *Server) bootstrap(ctx context.Context, alloc *ipalloc.Allocator) error 
 			return err
 		}
 	}
+	if ip := s.ClusterDNSIP(); ip != nil {
+		// Not fatal: the address may already be a user's Service (one
+		// made while the DNS was disabled); the DNS still answers on its
+		// host port.
+		if err := s.ensure(ctx, kubeDNSService(ip)); err != nil {
+			s.log.Warn("cluster dns service", "ip", ip.String(), "err", err)
+		}
+	}
 	// Endpoints default/kubernetes is kept by the lease-based reconciler
 	// (endpoints.go), which lists every live server, not just this one.
 	return nil

@@ -35,26 +35,38 @@ const APIServerLabel = "skiff.dev/apiserver"
 // stable across restarts.
 const apiServerLeasePrefix = "skiff-apiserver-"
 
-// endpointsReconciler keeps Endpoints default/kubernetes listing every live
-// API server. Each server renews a Lease of its own and, on every renewal,
-// writes the Endpoints from all live Leases. Every server computes the same
-// sorted list from the same Leases, so they agree rather than fight; a
-// server that dies simply stops renewing and the others drop it once its
-// Lease expires. This is upstream's "lease" endpoint reconciler, with a
-// coordination.k8s.io Lease where upstream uses an etcd TTL key.
+// endpointsReconciler keeps a Service's endpoints listing every live
+// server: Endpoints default/kubernetes lists the API servers, kube-dns
+// the cluster DNS servers (dns.go). Each server renews a Lease of its own
+// and, on every renewal, writes the endpoints from all live Leases. Every
+// server computes the same sorted list from the same Leases, so they
+// agree rather than fight; a server that dies simply stops renewing and
+// the others drop it once its Lease expires. This is upstream's "lease"
+// endpoint reconciler, with a coordination.k8s.io Lease where upstream
+// uses an etcd TTL key.
 type endpointsReconciler struct {
 	client   kubernetes.Interface
 	identity string // "IP:port", the Lease's holderIdentity
 	lease    string // the Lease's name
+	label    string // the label every Lease of this set carries
 	duration time.Duration
 	now      func() time.Time
+	// publish writes the live servers' identities wherever they are
+	// listed; it may return a Conflict to be called again.
+	publish func(ctx context.Context, ids []string) error
 }
 
-func newEndpointsReconciler(client kubernetes.Interface, ip string, port int, duration time.Duration) *endpointsReconciler {
+// leaseSet names one kind of per-server Lease.
+type leaseSet struct{ prefix, label string }
+
+var apiServerLeases = leaseSet{prefix: apiServerLeasePrefix, label: APIServerLabel}
+
+func newEndpointsReconciler(client kubernetes.Interface, set leaseSet, ip string, port int, duration time.Duration,
+	publish func(context.Context, []string) error) *endpointsReconciler {
 	id := net.JoinHostPort(ip, strconv.Itoa(port))
 	sum := sha256.Sum256([]byte(id))
-	return &endpointsReconciler{client: client, identity: id, lease: apiServerLeasePrefix + hex.EncodeToString(sum[:5]),
-		duration: duration, now: time.Now}
+	return &endpointsReconciler{client: client, identity: id, lease: set.prefix + hex.EncodeToString(sum[:5]), label: set.label,
+		duration: duration, now: time.Now, publish: publish}
 }
 
 // startEndpointsReconciler lists this server in the `kubernetes` Service
@@ -68,9 +80,19 @@ func (s *Server) startEndpointsReconciler(ctx context.Context) {
 	}
 	_, port, _ := net.SplitHostPort(s.Addr())
 	portNum, _ := strconv.Atoi(port)
-	r := newEndpointsReconciler(kubernetes.NewForConfigOrDie(rc), s.cfg.AdvertiseAddress, portNum, s.cfg.APIServerLeaseDuration)
+	client := kubernetes.NewForConfigOrDie(rc)
+	r := newEndpointsReconciler(client, apiServerLeases, s.cfg.AdvertiseAddress, portNum, s.cfg.APIServerLeaseDuration,
+		func(ctx context.Context, ids []string) error {
+			return writeEndpoints(ctx, client, metav1.NamespaceDefault, "kubernetes", apiServerSubsets(ids))
+		})
+	s.runEndpointsReconciler(ctx, r, "kubernetes endpoints")
+}
+
+// runEndpointsReconciler lists this server at once, then renews until ctx
+// ends, when it takes the server out.
+func (s *Server) runEndpointsReconciler(ctx context.Context, r *endpointsReconciler, what string) {
 	if err := r.reconcile(ctx); err != nil {
-		s.log.Warn("kubernetes endpoints", "err", err)
+		s.log.Warn(what, "err", err)
 	}
 	s.wg.Add(1)
 	go func() {
@@ -85,12 +107,12 @@ func (s *Server) startEndpointsReconciler(ctx context.Context) {
 				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				defer cancel()
 				if err := r.leave(stopCtx); err != nil {
-					s.log.Warn("kubernetes endpoints: leaving", "err", err)
+					s.log.Warn(what+": leaving", "err", err)
 				}
 				return
 			case <-tick.C:
 				if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
-					s.log.Warn("kubernetes endpoints", "err", err)
+					s.log.Warn(what, "err", err)
 				}
 			}
 		}
@@ -102,7 +124,7 @@ func (r *endpointsReconciler) reconcile(ctx context.Context) error {
 	if err := r.renew(ctx); err != nil {
 		return err
 	}
-	return r.writeEndpoints(ctx, "")
+	return r.write(ctx, "")
 }
 
 // leave deletes this server's Lease and takes it out of the Endpoints.
@@ -111,7 +133,7 @@ func (r *endpointsReconciler) leave(ctx context.Context) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete lease: %w", err)
 	}
-	return r.writeEndpoints(ctx, r.identity)
+	return r.write(ctx, r.identity)
 }
 
 func (r *endpointsReconciler) renew(ctx context.Context) error {
@@ -124,7 +146,7 @@ func (r *endpointsReconciler) renew(ctx context.Context) error {
 	l, err := leases.Get(ctx, r.lease, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = leases.Create(ctx, &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: r.lease, Labels: map[string]string{APIServerLabel: "true"}},
+			ObjectMeta: metav1.ObjectMeta{Name: r.lease, Labels: map[string]string{r.label: "true"}},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &r.identity, LeaseDurationSeconds: &secs,
 				AcquireTime: &now, RenewTime: &now},
 		}, metav1.CreateOptions{})
@@ -148,7 +170,7 @@ func (r *endpointsReconciler) renew(ctx context.Context) error {
 // are gone, and a restarted one creates its Lease again.
 func (r *endpointsReconciler) live(ctx context.Context, except string) ([]string, error) {
 	leases := r.client.CoordinationV1().Leases(metav1.NamespaceSystem)
-	list, err := leases.List(ctx, metav1.ListOptions{LabelSelector: APIServerLabel + "=true"})
+	list, err := leases.List(ctx, metav1.ListOptions{LabelSelector: r.label + "=true"})
 	if err != nil {
 		return nil, fmt.Errorf("list leases: %w", err)
 	}
@@ -180,65 +202,86 @@ func (r *endpointsReconciler) live(ctx context.Context, except string) ([]string
 	return out, nil
 }
 
-// writeEndpoints makes Endpoints default/kubernetes list the live servers
-// (less except), writing only when that changes what it says.
-func (r *endpointsReconciler) writeEndpoints(ctx context.Context, except string) error {
+// write publishes the live servers (less except), again on conflict.
+func (r *endpointsReconciler) write(ctx context.Context, except string) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		ids, err := r.live(ctx, except)
 		if err != nil {
 			return err
 		}
-		want := apiServerSubsets(ids)
-		eps := r.client.CoreV1().Endpoints(metav1.NamespaceDefault)
-		cur, err := eps.Get(ctx, "kubernetes", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			if len(want) == 0 {
-				return nil
-			}
-			_, err = eps.Create(ctx, &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault,
-				Labels: map[string]string{"endpointslice.kubernetes.io/skip-mirror": "true"}}, Subsets: want}, metav1.CreateOptions{})
-			if apierrors.IsAlreadyExists(err) {
-				return apierrors.NewConflict(corev1.Resource("endpoints"), "kubernetes", err) // someone else made it: retry
-			}
-			return err
-		}
-		if err != nil {
-			return fmt.Errorf("get endpoints: %w", err)
-		}
-		if apiequality.Semantic.DeepEqual(cur.Subsets, want) {
+		return r.publish(ctx, ids)
+	})
+}
+
+// writeEndpoints makes the Endpoints ns/name hold want, writing only when
+// that changes what it says. The Endpoints are marked not to be mirrored:
+// their servers keep any EndpointSlice themselves.
+func writeEndpoints(ctx context.Context, client kubernetes.Interface, ns, name string, want []corev1.EndpointSubset) error {
+	eps := client.CoreV1().Endpoints(ns)
+	cur, err := eps.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		if len(want) == 0 {
 			return nil
 		}
-		cur.Subsets = want
-		_, err = eps.Update(ctx, cur, metav1.UpdateOptions{})
+		_, err = eps.Create(ctx, &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
+			Labels: map[string]string{"endpointslice.kubernetes.io/skip-mirror": "true"}}, Subsets: want}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return apierrors.NewConflict(corev1.Resource("endpoints"), name, err) // someone else made it: retry
+		}
 		return err
-	})
+	}
+	if err != nil {
+		return fmt.Errorf("get endpoints: %w", err)
+	}
+	if apiequality.Semantic.DeepEqual(cur.Subsets, want) {
+		return nil
+	}
+	cur.Subsets = want
+	_, err = eps.Update(ctx, cur, metav1.UpdateOptions{})
+	return err
 }
 
 // apiServerSubsets turns "IP:port" identities into Endpoints subsets, one
 // per port (servers normally share one), addresses sorted, so every
 // server computes the same object from the same Leases.
 func apiServerSubsets(ids []string) []corev1.EndpointSubset {
+	return serverSubsets(ids, func(p int32) []corev1.EndpointPort {
+		return []corev1.EndpointPort{{Name: "https", Port: p, Protocol: corev1.ProtocolTCP}}
+	})
+}
+
+// serverSubsets groups "IP:port" identities by port, sorted; ports gives
+// the endpoint ports of a server port.
+func serverSubsets(ids []string, ports func(int32) []corev1.EndpointPort) []corev1.EndpointSubset {
 	byPort := map[int32][]corev1.EndpointAddress{}
 	for _, id := range ids {
-		host, p, err := net.SplitHostPort(id)
-		port, perr := strconv.Atoi(p)
-		if err != nil || perr != nil || net.ParseIP(host) == nil {
+		host, p, ok := splitIdentity(id)
+		if !ok {
 			continue // not ours to understand; never list garbage
 		}
-		byPort[int32(port)] = append(byPort[int32(port)], corev1.EndpointAddress{IP: host})
+		byPort[p] = append(byPort[p], corev1.EndpointAddress{IP: host})
 	}
-	ports := make([]int32, 0, len(byPort))
+	nums := make([]int32, 0, len(byPort))
 	for p := range byPort {
-		ports = append(ports, p)
+		nums = append(nums, p)
 	}
-	slices.Sort(ports)
+	slices.Sort(nums)
 	var out []corev1.EndpointSubset
-	for _, p := range ports {
+	for _, p := range nums {
 		addrs := byPort[p]
 		slices.SortFunc(addrs, func(a, b corev1.EndpointAddress) int { return cmp.Compare(a.IP, b.IP) })
 		addrs = slices.CompactFunc(addrs, func(a, b corev1.EndpointAddress) bool { return a.IP == b.IP })
-		out = append(out, corev1.EndpointSubset{Addresses: addrs,
-			Ports: []corev1.EndpointPort{{Name: "https", Port: p, Protocol: corev1.ProtocolTCP}}})
+		out = append(out, corev1.EndpointSubset{Addresses: addrs, Ports: ports(p)})
 	}
 	return out
+}
+
+// splitIdentity parses a Lease's "IP:port".
+func splitIdentity(id string) (string, int32, bool) {
+	host, p, err := net.SplitHostPort(id)
+	port, perr := strconv.Atoi(p)
+	if err != nil || perr != nil || net.ParseIP(host) == nil || port <= 0 || port > 65535 {
+		return "", 0, false
+	}
+	return host, int32(port), true
 }

@@ -24,6 +24,7 @@ func (s *Server) startScheduler(ctx context.Context) error {
 	// Binding is one request per pod; the default 5 QPS would cap
 	// scheduling at a crawl.
 	rc.QPS, rc.Burst = 2000, 4000
+	useProtobuf(rc)
 	sch, err := scheduler.New(scheduler.Config{REST: rc, Logger: s.log})
 	if err != nil {
 		return err

@@ -50,6 +50,10 @@ type Config struct {
 	EtcdEndpoints []string
 	// EtcdClientPort and EtcdPeerPort are the embedded etcd's ports.
 	EtcdClientPort, EtcdPeerPort int
+	// ClusterInit, JoinURL, Token, EtcdMemberName, EtcdSnapshotInterval,
+	// EtcdSnapshotRetention, ClusterReset and ClusterResetRestorePath
+	// are about servers sharing the embedded etcd: see ClusterConfig.
+	ClusterConfig
 	// ServiceCIDR is where Service cluster IPs come from.
 	ServiceCIDR string
 	// NodePortRange is "min-max".
@@ -77,6 +81,13 @@ type Config struct {
 	// `kubernetes` endpoints reconciler lives without renewal; zero takes
 	// DefaultAPIServerLeaseDuration.
 	APIServerLeaseDuration time.Duration
+	// ClusterDNSPort is where the cluster DNS listens, UDP and TCP, on
+	// BindAddress; zero picks a free port (tests). The CLI defaults to
+	// dns.DefaultPort; pods reach it through the kube-dns Service on 53.
+	ClusterDNSPort int
+	// ClusterDomain is the cluster DNS domain; empty takes
+	// dns.DefaultDomain.
+	ClusterDomain string
 	// StartTime is when the process started, for the readiness log line.
 	StartTime time.Time
 	Logger    *slog.Logger
@@ -108,6 +119,8 @@ type Server struct {
 	addr   string
 	bundle *pki.Bundle
 	api    *apiserver.Server
+	member *etcd.Server // the embedded etcd member; nil with an external etcd
+	dns    []string     // the cluster DNS's listen addresses
 }
 
 // New validates cfg and fills defaults.
@@ -166,7 +179,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AdvertiseAddress == "" {
 		cfg.AdvertiseAddress = defaultAdvertiseAddress()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), serviceIP: cidr, portMin: pmin, portMax: pmax}, nil
+	srv := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), serviceIP: cidr, portMin: pmin, portMax: pmax}
+	if err := srv.validateCluster(); err != nil {
+		return nil, err
+	}
+	return srv, nil
 }
 
 // Ready is closed once the API server answers and the system objects exist.
@@ -235,6 +252,9 @@ func (s *Server) Run(parent context.Context) error {
 	s.addr = ln.Addr().String()
 	s.mu.Unlock()
 
+	if err := s.ensureServerSecrets(ctx); err != nil {
+		return err
+	}
 	start := time.Now()
 	bundle, err := pki.Ensure(pki.Config{
 		DataDir:      s.cfg.DataDir,
@@ -256,7 +276,7 @@ func (s *Server) Run(parent context.Context) error {
 	// serves both.
 	reg := prometheus.NewRegistry()
 
-	client, stopEtcd, err := s.startEtcd(ctx)
+	client, stopEtcd, err := s.startEtcd(ctx, bundle)
 	if err != nil {
 		return err
 	}
@@ -311,11 +331,12 @@ func (s *Server) Run(parent context.Context) error {
 		Metrics:         apiserver.NewMetrics(reg),
 		Logger:          s.log,
 		Extra: map[string]http.Handler{
-			"/openapi/v2":  http.HandlerFunc(spec.ServeV2),
-			"/openapi/v3":  http.HandlerFunc(spec.ServeV3),
-			"/openapi/v3/": http.HandlerFunc(spec.ServeV3),
-			"/metrics":     promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{}),
-			"/cacerts":     caCertsHandler(bundle.CAPEM),
+			"/openapi/v2":    http.HandlerFunc(spec.ServeV2),
+			"/openapi/v3":    http.HandlerFunc(spec.ServeV3),
+			"/openapi/v3/":   http.HandlerFunc(spec.ServeV3),
+			"/metrics":       promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, reg}, promhttp.HandlerOpts{}),
+			"/cacerts":       caCertsHandler(bundle.CAPEM),
+			ClusterAPIPrefix: s.clusterAPI(bundle).handler(),
 		},
 		Ready: s.readyCheck,
 	})
@@ -348,12 +369,16 @@ func (s *Server) Run(parent context.Context) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	s.startEndpointsReconciler(compCtx)
+	if err := s.startDNS(compCtx); err != nil {
+		return fmt.Errorf("cluster dns: %w", err)
+	}
 	if err := s.startControllers(compCtx, kinds); err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}
 	if err := s.startScheduler(compCtx); err != nil {
 		return fmt.Errorf("scheduler: %w", err)
 	}
+	s.startClusterDuties(compCtx, port)
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Info("component ready", "component", "apiserver", "address", ln.Addr().String(),
 		"sinceProcessStart", time.Since(s.cfg.StartTime).Round(time.Millisecond))
@@ -363,6 +388,8 @@ func (s *Server) Run(parent context.Context) error {
 	case <-parent.Done():
 	case runErr = <-serveErr:
 		runErr = fmt.Errorf("api server: %w", runErr)
+	case <-s.memberDone():
+		runErr = s.memberErr()
 	}
 	stopComponents()
 	s.wg.Wait()
@@ -387,7 +414,7 @@ func (s *Server) readyCheck() error {
 }
 
 // startEtcd starts the embedded member, or connects to external etcd.
-func (s *Server) startEtcd(ctx context.Context) (*clientv3.Client, func(), error) {
+func (s *Server) startEtcd(ctx context.Context, bundle *pki.Bundle) (*clientv3.Client, func(), error) {
 	start := time.Now()
 	if len(s.cfg.EtcdEndpoints) > 0 {
 		// The client's own zap logging would bypass slog; its errors reach us
@@ -399,19 +426,14 @@ func (s *Server) startEtcd(ctx context.Context) (*clientv3.Client, func(), error
 		s.log.Info("component ready", "component", "etcd", "external", s.cfg.EtcdEndpoints, "took", time.Since(start).Round(time.Millisecond))
 		return c, func() { _ = c.Close() }, nil
 	}
-	e, err := etcd.New(etcd.Config{
-		DataDir:         filepath.Join(s.cfg.DataDir, "etcd"),
-		ListenClientURL: "http://127.0.0.1:" + strconv.Itoa(s.cfg.EtcdClientPort),
-		ListenPeerURL:   "http://127.0.0.1:" + strconv.Itoa(s.cfg.EtcdPeerPort),
-		Logger:          s.log.With("component", "etcd"),
-	})
+	e, err := s.startEmbeddedEtcd(ctx, bundle)
 	if err != nil {
-		return nil, nil, fmt.Errorf("etcd: %w", err)
+		return nil, nil, err
 	}
-	if err := e.Start(ctx); err != nil {
-		return nil, nil, fmt.Errorf("etcd: %w", err)
-	}
-	s.log.Info("component ready", "component", "etcd", "took", time.Since(start).Round(time.Millisecond))
+	s.mu.Lock()
+	s.member = e
+	s.mu.Unlock()
+	s.log.Info("component ready", "component", "etcd", "member", e.Name(), "took", time.Since(start).Round(time.Millisecond))
 	return e.Client(), e.Close, nil
 }
 

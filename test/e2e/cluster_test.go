@@ -50,7 +50,7 @@ func startCluster(ctx context.Context, bin, dir string) (*cluster, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	for _, p := range []string{"https", "etcd-client", "etcd-peer", "kubelet"} {
+	for _, p := range []string{"https", "etcd-client", "etcd-peer", "kubelet", "dns"} {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
@@ -109,6 +109,7 @@ func (c *cluster) start(ctx context.Context) error {
 		"--etcd-client-port", strconv.Itoa(c.ports["etcd-client"]),
 		"--etcd-peer-port", strconv.Itoa(c.ports["etcd-peer"]),
 		"--kubelet-port", strconv.Itoa(c.ports["kubelet"]),
+		"--cluster-dns-port", strconv.Itoa(c.ports["dns"]),
 		"--node-name", nodeName,
 		"--insecure-registry", registryHost,
 		"--node-ip", secondHostGateway,

@@ -98,7 +98,7 @@ func TestBadInput(t *testing.T) {
 		{name: "name in URL differs from body on PUT", method: "PUT", path: cmURL + "/existing",
 			body:     `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"other","resourceVersion":"` + existing.ResourceVersion + `"},"data":{"k":"changed"}}`,
 			wantCode: 400, wantReason: metav1.StatusReasonBadRequest, wantMsg: []string{"other", "existing"}},
-		{name: "protobuf-only Accept", method: "GET", path: cmURL + "/existing", accept: "application/vnd.kubernetes.protobuf",
+		{name: "protobuf Table only", method: "GET", path: cmURL + "/existing", accept: "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io",
 			wantCode: 406, wantReason: metav1.StatusReasonNotAcceptable},
 		{name: "unsupported body type", method: "POST", path: cmURL, contentType: "text/plain", body: `name: x`,
 			wantCode: 415, wantReason: metav1.StatusReasonUnsupportedMediaType},
