@@ -111,10 +111,11 @@ func protobufClient(t *testing.T, cp *testutil.ControlPlane) (kubernetes.Interfa
 func TestProtobufClient(t *testing.T) {
 	t.Parallel()
 	cp := startAPIOnly(t)
+	// Subtests run one after the other inside this test: parallel ones
+	// would wait for a free slot in the package's run while ctx ticks.
 	ctx := testCtx(t)
 
 	t.Run("create, get, update, patch, status, scale", func(t *testing.T) {
-		t.Parallel()
 		c, rec := protobufClient(t, cp)
 		ns := newNamespace(t, c)
 		pods := c.CoreV1().Pods(ns)
@@ -187,7 +188,6 @@ func TestProtobufClient(t *testing.T) {
 	})
 
 	t.Run("list with paging", func(t *testing.T) {
-		t.Parallel()
 		c, rec := protobufClient(t, cp)
 		ns := newNamespace(t, c)
 		cms := c.CoreV1().ConfigMaps(ns)
@@ -231,7 +231,6 @@ func TestProtobufClient(t *testing.T) {
 	})
 
 	t.Run("watch: events, resume, bookmark", func(t *testing.T) {
-		t.Parallel()
 		c, rec := protobufClient(t, cp)
 		ns := newNamespace(t, c)
 		cms := c.CoreV1().ConfigMaps(ns)
@@ -299,7 +298,6 @@ func TestProtobufClient(t *testing.T) {
 	})
 
 	t.Run("initial events end with a bookmark", func(t *testing.T) {
-		t.Parallel()
 		c, rec := protobufClient(t, cp)
 		ns := newNamespace(t, c)
 		cms := c.CoreV1().ConfigMaps(ns)
@@ -320,7 +318,6 @@ func TestProtobufClient(t *testing.T) {
 	})
 
 	t.Run("errors are Status", func(t *testing.T) {
-		t.Parallel()
 		c, rec := protobufClient(t, cp)
 		ns := newNamespace(t, c)
 		_, err := c.CoreV1().Pods(ns).Get(ctx, "missing", metav1.GetOptions{})
@@ -352,7 +349,6 @@ func TestProtobufClient(t *testing.T) {
 	})
 
 	t.Run("tables stay JSON", func(t *testing.T) {
-		t.Parallel()
 		c, rec := protobufClient(t, cp)
 		ns := newNamespace(t, c)
 		if _, err := c.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "row"}}, metav1.CreateOptions{}); err != nil {
@@ -380,7 +376,6 @@ func TestProtobufClient(t *testing.T) {
 	})
 
 	t.Run("metadata client in protobuf", func(t *testing.T) {
-		t.Parallel()
 		c, _ := protobufClient(t, cp)
 		ns := newNamespace(t, c)
 		rec := &mediaRecorder{}
@@ -416,7 +411,6 @@ func TestProtobufClient(t *testing.T) {
 	})
 
 	t.Run("dynamic client stays JSON", func(t *testing.T) {
-		t.Parallel()
 		c, _ := protobufClient(t, cp)
 		ns := newNamespace(t, c)
 		rec := &mediaRecorder{}
