@@ -18,7 +18,7 @@ build:
 test:
 	./hack/test.sh
 
-## bench: build, start servers on free ports, measure API latencies, RSS, scheduler throughput and the node agent (pod start-up, memory, hollow nodes; real node as root) (BENCH_FLAGS="--suite agent" for one suite)
+## bench: build, start servers on free ports, measure API latencies, RSS, scheduler throughput and the node agent (pod start-up, memory, hollow nodes; real node as root), services (proxy rule delay and resync as root, DNS queries/s) (BENCH_FLAGS="--suite agent" for one suite)
 bench: build
 	$(GO) run ./hack/bench --skiff $(BIN) $(BENCH_FLAGS)
 

@@ -1,6 +1,6 @@
 // Command bench measures a real `skiff server`: it starts the binary on
 // free ports in a temporary data directory and drives it with client-go,
-// as any client would. It has three suites, each printing a table next to
+// as any client would. It has four suites, each printing a table next to
 // its goals. The api suite gives p50/p99 latencies and throughput of
 // ConfigMap create, get, update and list, the delay of watch events, the
 // server's idle memory and its start-up time. The scheduler suite gives
@@ -10,12 +10,17 @@
 // 3,000-replica Deployment on 100 nodes end to end. The agent suite runs a
 // separate `skiff agent` node with its own containerd (as root) and gives
 // pod start-up latencies, one at a time and 30 at once, the agent's and
-// containerd's memory idle and busy, and the memory of hollow nodes.
+// containerd's memory idle and busy, and the memory of hollow nodes. The
+// services suite runs the service proxy's and DNS server's Go benchmarks
+// (the proxy's as root, in network namespaces of its own) and gives the
+// delay from an EndpointSlice change to its rule being live in the kernel
+// and a full resync at 1,000 Services × 10 endpoints, and DNS queries/s.
 //
 //	go run ./hack/bench                 # builds bin/skiff first; all suites
 //	go run ./hack/bench --skiff bin/skiff --suite api --clients 1,8 --n 1000
 //	go run ./hack/bench --suite scheduler --sched-pods 1000
 //	go run ./hack/bench --suite agent --hollow-nodes 1000
+//	go run ./hack/bench --suite services --services-benchtime 500x
 package main
 
 import (
@@ -48,6 +53,7 @@ type config struct {
 	suite    string
 	sched    schedConfig
 	agent    agentConfig
+	services servicesConfig
 }
 
 func main() {
@@ -59,9 +65,10 @@ func main() {
 	flag.IntVar(&cfg.lists, "lists", 50, "lists per level")
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "how long the server idles before each RSS reading")
 	flag.BoolVar(&cfg.keepData, "keep", false, "keep the data directories and logs")
-	flag.StringVar(&cfg.suite, "suite", "all", "what to measure: api, scheduler, agent or all")
+	flag.StringVar(&cfg.suite, "suite", "all", "what to measure: api, scheduler, agent, services or all")
 	cfg.sched.flags()
 	cfg.agent.flags()
+	cfg.services.flags()
 	flag.Parse()
 	var names []string
 	for _, s := range suites() {
@@ -126,7 +133,7 @@ type suite struct {
 
 // suites returns the suites in the order "all" runs them.
 func suites() []suite {
-	return []suite{{"api", runAPI}, {"scheduler", runScheduler}, {"agent", runAgentSuite}}
+	return []suite{{"api", runAPI}, {"scheduler", runScheduler}, {"agent", runAgentSuite}, {"services", runServicesSuite}}
 }
 
 // runAPI is the api suite: one server, ConfigMap latencies, memory.
