@@ -116,6 +116,20 @@ func parseTaint(s string) (corev1.Taint, error) {
 	return t, nil
 }
 
+// nodeServices sets how a joined node reaches Services: its proxy (off
+// with --disable proxy) and, through it, the cluster DNS at the kube-dns
+// Service's address for the server's default service CIDR (--cluster-dns
+// says otherwise). Without a proxy that address leads nowhere, so pods
+// keep the node's resolvers.
+func nodeServices(cfg *agent.Config, clusterCIDR string, disable []string) {
+	cfg.ClusterCIDR = clusterCIDR
+	cfg.DisableProxy = slices.Contains(disable, "proxy")
+	if len(cfg.ClusterDNS) == 0 && !cfg.DisableProxy {
+		_, cidr, _ := net.ParseCIDR(server.DefaultServiceCIDR)
+		cfg.ClusterDNS = []string{dns.ServiceIP(cidr).String()}
+	}
+}
+
 // hostIP is the host's first global unicast IPv4, else loopback.
 func hostIP() string {
 	addrs, err := net.InterfaceAddrs()
@@ -189,14 +203,7 @@ func newAgentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg.ClusterCIDR = clusterCIDR
-			cfg.DisableProxy = slices.Contains(disable, "proxy")
-			if len(cfg.ClusterDNS) == 0 && !cfg.DisableProxy {
-				// The kube-dns Service's address with the server's default
-				// service CIDR; --cluster-dns says otherwise.
-				_, cidr, _ := net.ParseCIDR(server.DefaultServiceCIDR)
-				cfg.ClusterDNS = []string{dns.ServiceIP(cidr).String()}
-			}
+			nodeServices(&cfg, clusterCIDR, disable)
 			if simulate > 0 {
 				// All hollow nodes share one identity, joined as the
 				// first node's name.
