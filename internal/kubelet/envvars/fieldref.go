@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/skiffhq/skiff/internal/kubelet/downward"
 )
 
 // fieldValue answers a downward-API fieldRef. Whole label or annotation
@@ -19,26 +20,10 @@ func fieldValue(ref *corev1.ObjectFieldSelector, pod *corev1.Pod, src Sources) (
 		return "", fmt.Errorf("unsupported pod version: %s", ref.APIVersion)
 	}
 	path := ref.FieldPath
-	if base, key, ok := subscript(path); ok {
-		switch base {
-		case "metadata.labels":
-			return pod.Labels[key], nil
-		case "metadata.annotations":
-			return pod.Annotations[key], nil
-		}
-		return "", fmt.Errorf("unsupported fieldPath: %s", path)
+	if v, ok := downward.Field(pod, path); ok {
+		return v, nil
 	}
 	switch path {
-	case "metadata.name":
-		return pod.Name, nil
-	case "metadata.namespace":
-		return pod.Namespace, nil
-	case "metadata.uid":
-		return string(pod.UID), nil
-	case "metadata.labels":
-		return formatMap(pod.Labels), nil
-	case "metadata.annotations":
-		return formatMap(pod.Annotations), nil
 	case "spec.nodeName":
 		return pod.Spec.NodeName, nil
 	case "spec.serviceAccountName":
@@ -59,28 +44,6 @@ func fieldValue(ref *corev1.ObjectFieldSelector, pod *corev1.Pod, src Sources) (
 		return strings.Join(src.PodIPs, ","), nil
 	}
 	return "", fmt.Errorf("unsupported fieldPath: %s", path)
-}
-
-// subscript splits "metadata.labels['key']" into its map path and key.
-func subscript(path string) (base, key string, ok bool) {
-	open := strings.Index(path, "['")
-	if open < 0 || !strings.HasSuffix(path, "']") || open+2 > len(path)-2 {
-		return "", "", false
-	}
-	return path[:open], path[open+2 : len(path)-2], true
-}
-
-func formatMap(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	lines := make([]string, len(keys))
-	for i, k := range keys {
-		lines[i] = k + "=" + strconv.Quote(m[k])
-	}
-	return strings.Join(lines, "\n")
 }
 
 // resourceValue answers a resourceFieldRef, rounding up to whole

@@ -3,12 +3,13 @@ package volume
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/skiffhq/skiff/internal/kubelet/downward"
 )
 
 // downwardAPIVolume renders items from pod. Because Setup runs on every
@@ -41,63 +42,10 @@ func (m *Manager) downwardAPIVolume(pod *corev1.Pod, items []corev1.DownwardAPIV
 // podFieldValue supports the pod fields a downwardAPI volume may name; the
 // others (spec.nodeName, status.podIP, ...) are env-only upstream.
 func podFieldValue(pod *corev1.Pod, fieldPath string) (string, error) {
-	if base, key, ok := splitSubscript(fieldPath); ok {
-		switch base {
-		case "metadata.labels":
-			return pod.Labels[key], nil
-		case "metadata.annotations":
-			return pod.Annotations[key], nil
-		}
-		return "", fmt.Errorf("unsupported fieldPath: %v", fieldPath)
-	}
-	switch fieldPath {
-	case "metadata.name":
-		return pod.Name, nil
-	case "metadata.namespace":
-		return pod.Namespace, nil
-	case "metadata.uid":
-		return string(pod.UID), nil
-	case "metadata.labels":
-		return formatMap(pod.Labels), nil
-	case "metadata.annotations":
-		return formatMap(pod.Annotations), nil
+	if v, ok := downward.Field(pod, fieldPath); ok {
+		return v, nil
 	}
 	return "", fmt.Errorf("unsupported fieldPath: %v", fieldPath)
-}
-
-// splitSubscript splits "metadata.labels['app']" into "metadata.labels" and
-// "app".
-func splitSubscript(fieldPath string) (base, key string, ok bool) {
-	rest, found := strings.CutSuffix(fieldPath, "']")
-	if !found {
-		return "", "", false
-	}
-	base, key, found = strings.Cut(rest, "['")
-	if !found || base == "" {
-		return "", "", false
-	}
-	return base, key, true
-}
-
-// formatMap renders labels or annotations as upstream does, one key="value"
-// line per entry, sorted, values Go-quoted, no trailing newline, so that
-// tools written against Kubernetes parse skiff's files unchanged.
-func formatMap(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(strconv.Quote(m[k]))
-	}
-	return b.String()
 }
 
 // resourceValue renders a container's limit or request divided by the
