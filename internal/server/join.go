@@ -2,24 +2,16 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
+	"github.com/skiffhq/skiff/internal/agent/join"
 	"github.com/skiffhq/skiff/internal/pki"
 )
-
-// maxCABytes bounds what an unverified server can make a joiner read.
-const maxCABytes = 1 << 20
 
 // validateJoin checks the join settings before anything starts.
 func (s *Server) validateJoin() error {
@@ -86,7 +78,7 @@ func (s *Server) ensureServerSecrets(ctx context.Context) error {
 func (s *Server) joinClient(ctx context.Context) (*ClusterClient, error) {
 	var data []byte
 	err := retryCluster(ctx, true, func() (err error) {
-		data, err = fetchCACerts(ctx, s.cfg.JoinURL)
+		data, err = join.FetchCA(ctx, s.cfg.JoinURL)
 		if err != nil && unreachable(err) {
 			s.log.Info("waiting for the server to join through", "server", s.cfg.JoinURL, "err", err)
 		}
@@ -102,33 +94,3 @@ func (s *Server) joinClient(ctx context.Context) (*ClusterClient, error) {
 	return newTokenClient(s.cfg.JoinURL, s.cfg.Token, ca), nil
 }
 
-// fetchCACerts reads a server's /cacerts without sending anything of ours.
-func fetchCACerts(ctx context.Context, server string) ([]byte, error) {
-	tr := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		// Checked afterwards against the token's CA hash.
-		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout: 10 * time.Second,
-	}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(server, "/")+"/cacerts", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch CA: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch CA: %s", resp.Status)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxCABytes))
-	if err != nil {
-		return nil, fmt.Errorf("fetch CA: %w", err)
-	}
-	if block, _ := pem.Decode(data); block == nil {
-		return nil, errors.New("fetch CA: the answer is not PEM")
-	}
-	return data, nil
-}

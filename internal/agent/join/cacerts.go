@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,7 +33,7 @@ func trustedCA(ctx context.Context, cfg Config) (*x509.Certificate, []byte, erro
 			return ca, caPEM, nil
 		}
 	}
-	data, err := fetchCA(ctx, cfg.Server)
+	data, err := FetchCA(ctx, cfg.Server)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -48,9 +47,11 @@ func trustedCA(ctx context.Context, cfg Config) (*x509.Certificate, []byte, erro
 	return ca, caPEM, nil
 }
 
-// fetchCA reads the server's CA bundle. Nothing the server says is trusted
+// FetchCA reads the CA bundle of the server at URL server, for checking
+// against a token's pin (pki.PinnedCA) before anything else is sent: an
+// agent or a server joining a cluster. Nothing the server says is trusted
 // yet, so nothing of ours (no token, no certificate) goes with the request.
-func fetchCA(ctx context.Context, server string) ([]byte, error) {
+func FetchCA(ctx context.Context, server string) ([]byte, error) {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		// Verified afterwards against the token's hash, which is the
@@ -81,21 +82,9 @@ func fetchCA(ctx context.Context, server string) ([]byte, error) {
 // pinnedCA finds, among the PEM certificates in data, the CA certificate
 // the token pins, and returns it alone.
 func pinnedCA(data []byte, token string) (*x509.Certificate, []byte, error) {
-	err := errors.New("no CA certificate found")
-	for rest := data; ; {
-		var block *pem.Block
-		if block, rest = pem.Decode(rest); block == nil {
-			return nil, nil, err
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, perr := x509.ParseCertificate(block.Bytes)
-		if perr != nil || !c.IsCA {
-			continue
-		}
-		if err = pki.VerifyTokenCA(token, c); err == nil {
-			return c, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), nil
-		}
+	c, err := pki.PinnedCA(data, token)
+	if err != nil {
+		return nil, nil, err
 	}
+	return c, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), nil
 }
