@@ -93,4 +93,3 @@ func (s *Server) joinClient(ctx context.Context) (*ClusterClient, error) {
 	}
 	return newTokenClient(s.cfg.JoinURL, s.cfg.Token, ca), nil
 }
-
