@@ -113,6 +113,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("agent data dir: %w", err)
 	}
+	// An error while starting returns before g.Wait: cancelling stops what
+	// already runs.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, ctx := errgroup.WithContext(ctx)
 
 	// The image mirror: our pause image and every imported tarball, served
@@ -176,9 +180,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(a.cfg.DataDir, RuntimeEndpointFile), []byte(endpoint+"\n"), 0o644); err != nil {
 		return fmt.Errorf("runtime endpoint: %w", err)
 	}
-	dialCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	dialCtx, stopDial := context.WithTimeout(ctx, time.Minute)
 	rt, err := cri.Dial(dialCtx, endpoint)
-	cancel()
+	stopDial()
 	if err != nil {
 		return fmt.Errorf("runtime %s: %w", endpoint, err)
 	}
