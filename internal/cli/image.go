@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +44,7 @@ func newImageImportCommand() *cobra.Command {
 	return cmd
 }
 
-func importImages(ctx context.Context, dataDir string, files []string, out interface{ Write([]byte) (int, error) }) error {
+func importImages(ctx context.Context, dataDir string, files []string, out io.Writer) error {
 	mirror, err := os.ReadFile(filepath.Join(dataDir, agent.MirrorAddrFile))
 	if err != nil {
 		return fmt.Errorf("no running agent found in %s: %w", dataDir, err)
