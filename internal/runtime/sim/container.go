@@ -397,22 +397,5 @@ func (r *Runtime) runningContainer(id string) (*container, error) {
 // findContainer looks a container up by ID or unique ID prefix. Callers
 // hold r.mu.
 func (r *Runtime) findContainer(id string) (*container, error) {
-	if c, ok := r.containers[id]; ok {
-		return c, nil
-	}
-	var found *container
-	if id != "" {
-		for full, c := range r.containers {
-			if strings.HasPrefix(full, id) {
-				if found != nil {
-					return nil, status.Errorf(codes.InvalidArgument, "container ID prefix %q is ambiguous", id)
-				}
-				found = c
-			}
-		}
-	}
-	if found == nil {
-		return nil, status.Errorf(codes.NotFound, "an error occurred when try to find container %q: not found", id)
-	}
-	return found, nil
+	return findByID(r.containers, id, "container")
 }

@@ -207,22 +207,28 @@ func (sb *sandbox) state() runtimeapi.PodSandboxState {
 // findSandbox looks a sandbox up by ID or unique ID prefix, as containerd
 // does. Callers hold r.mu.
 func (r *Runtime) findSandbox(id string) (*sandbox, error) {
-	if sb, ok := r.sandboxes[id]; ok {
-		return sb, nil
+	return findByID(r.sandboxes, id, "sandbox")
+}
+
+// findByID finds the object whose ID is id or starts with it, as
+// containerd does; kind words the errors ("container", "sandbox").
+func findByID[T any](objs map[string]*T, id, kind string) (*T, error) {
+	if o, ok := objs[id]; ok {
+		return o, nil
 	}
-	var found *sandbox
+	var found *T
 	if id != "" {
-		for full, sb := range r.sandboxes {
+		for full, o := range objs {
 			if strings.HasPrefix(full, id) {
 				if found != nil {
-					return nil, status.Errorf(codes.InvalidArgument, "sandbox ID prefix %q is ambiguous", id)
+					return nil, status.Errorf(codes.InvalidArgument, "%s ID prefix %q is ambiguous", kind, id)
 				}
-				found = sb
+				found = o
 			}
 		}
 	}
 	if found == nil {
-		return nil, status.Errorf(codes.NotFound, "an error occurred when try to find sandbox %q: not found", id)
+		return nil, status.Errorf(codes.NotFound, "an error occurred when try to find %s %q: not found", kind, id)
 	}
 	return found, nil
 }
