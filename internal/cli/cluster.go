@@ -66,8 +66,11 @@ func newEtcdCommand() *cobra.Command {
 			fmt.Fprintln(w, "NAME\tID\tROLE\tPEER URLS")
 			for _, m := range resp.Members {
 				role := "voter"
-				if m.Learner {
+				switch {
+				case m.Learner:
 					role = "learner"
+				case m.Name == resp.Leader:
+					role = "leader"
 				}
 				name := m.Name
 				if name == resp.Self {

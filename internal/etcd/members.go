@@ -238,6 +238,17 @@ func (s *Server) MemberID() uint64 {
 	return uint64(s.e.Server.MemberID())
 }
 
+// LeaderID returns the ID of the member this one follows (or its own,
+// when it leads); zero before Start and while there is no leader.
+func (s *Server) LeaderID() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.e == nil {
+		return 0
+	}
+	return uint64(s.e.Server.Leader())
+}
+
 // Name is the member's name.
 func (s *Server) Name() string { return s.cfg.Name }
 

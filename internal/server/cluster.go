@@ -75,7 +75,7 @@ func (s *Server) clusterAPI(bundle *pki.Bundle) *clusterAPI {
 	c := &clusterAPI{bundle: bundle, log: s.log}
 	s.mu.Lock()
 	if s.member != nil {
-		c.etcd, c.self = s.member.Client(), s.member.Name()
+		c.etcd, c.self, c.leader = s.member.Client(), s.member.Name(), s.member.LeaderID
 	}
 	s.mu.Unlock()
 	var once sync.Once

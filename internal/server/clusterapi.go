@@ -72,6 +72,9 @@ type AddMemberResponse struct {
 type MembersResponse struct {
 	Members []etcd.Member `json:"members"`
 	Self    string        `json:"self,omitempty"`
+	// Leader names the member leading etcd, as the serving member sees
+	// it; empty while the cluster has no leader (no quorum).
+	Leader string `json:"leader,omitempty"`
 }
 
 // serverRecordPrefix keys, in etcd, each server's API address by its
@@ -89,6 +92,7 @@ type clusterAPI struct {
 	bundle *pki.Bundle
 	etcd   *clientv3.Client // nil with an external etcd
 	self   string           // this server's member name
+	leader func() uint64    // the etcd leader's member ID; nil with an external etcd
 	kube   func() (kubernetes.Interface, error)
 	log    *slog.Logger
 }
@@ -158,7 +162,16 @@ func (c *clusterAPI) serveMembers(w http.ResponseWriter, r *http.Request) {
 		writeClusterError(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	writeClusterJSON(w, http.StatusOK, MembersResponse{Members: members, Self: c.self})
+	resp := MembersResponse{Members: members, Self: c.self}
+	if c.leader != nil {
+		id := c.leader()
+		for _, m := range members {
+			if m.ID == id {
+				resp.Leader = m.Name
+			}
+		}
+	}
+	writeClusterJSON(w, http.StatusOK, resp)
 }
 
 func (c *clusterAPI) serveAddMember(w http.ResponseWriter, r *http.Request) {

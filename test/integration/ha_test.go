@@ -107,8 +107,13 @@ func TestHAServers(t *testing.T) {
 	names := []string{a.Server().EtcdMemberName(), b.Server().EtcdMemberName(), c.Server().EtcdMemberName()}
 	want := slices.Clone(names)
 	slices.Sort(want)
-	if got := memberNames(members(t, c)); !slices.Equal(got, want) {
+	resp := members(t, c)
+	if got := memberNames(resp); !slices.Equal(got, want) {
 		t.Fatalf("etcd members = %v, want voters %v", got, want)
+	}
+	// The first server led alone and nothing has moved leadership since.
+	if resp.Leader != a.Server().EtcdMemberName() {
+		t.Errorf("etcd leader = %q, want %q", resp.Leader, a.Server().EtcdMemberName())
 	}
 	for _, cp := range []*testutil.ControlPlane{b, c} {
 		for _, f := range []string{"tls/ca.key", "node-token", "tls/etcd/member.crt"} {
