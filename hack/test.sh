@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need when missing, then
-# `go vet ./...` and `go test ./...`, with go test's normal output so CI can
+# `go vet ./...` and `go test ./...` (test/hae2e after the rest, alone), with
+# go test's normal output so CI can
 # read the summary.
 #
 # Usage: hack/test.sh [go test flags or packages]
@@ -17,20 +18,31 @@ skiff::install_deps
 skiff::ensure_go
 
 args=("$@")
-if ((${#args[@]} == 0)); then
-	args=(./...)
-fi
+# With no arguments: every package, then the HA end-to-end tests on their
+# own, since they time failovers against goals and should not share the
+# two CI cores with the rest.
+serial=()
+what="${args[*]}"
 # Packages named on the command line are vetted too; flags are go test's.
 vet_pkgs=()
 for a in "${args[@]}"; do
 	[[ "$a" == ./* || "$a" == github.com/* ]] && vet_pkgs+=("$a")
 done
 ((${#vet_pkgs[@]})) || vet_pkgs=(./...)
+if ((${#args[@]} == 0)); then
+	mapfile -t args < <(go list ./... | grep -v '/test/hae2e$')
+	serial=(./test/hae2e)
+	what="./... but test/hae2e"
+fi
 
 start=$SECONDS
 skiff::log "go version: $(go env GOVERSION); $(nproc) CPUs"
 skiff::log "go vet ${vet_pkgs[*]}"
 go vet "${vet_pkgs[@]}"
-skiff::log "go test -timeout ${GO_TEST_TIMEOUT:-10m} ${args[*]}"
+skiff::log "go test -timeout ${GO_TEST_TIMEOUT:-10m} $what"
 go test -timeout "${GO_TEST_TIMEOUT:-10m}" "${args[@]}"
+if ((${#serial[@]})); then
+	skiff::log "go test -timeout ${GO_TEST_TIMEOUT:-10m} ${serial[*]}"
+	go test -timeout "${GO_TEST_TIMEOUT:-10m}" "${serial[@]}"
+fi
 skiff::log "all tests passed in $((SECONDS - start))s"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
@@ -71,19 +72,64 @@ func (s *Server) bootstrap(ctx context.Context, alloc *ipalloc.Allocator) error 
 	return nil
 }
 
-// ensure creates obj unless an object of its kind and name exists.
+// ensure creates obj unless an object of its kind and name exists. It
+// keeps trying through etcd's transient failures: a server starting
+// while the cluster elects a leader ("leader changed", a timeout) must
+// wait for it rather than exit.
 func (s *Server) ensure(ctx context.Context, obj runtime.Object) error {
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return err
 	}
 	gvk := obj.GetObjectKind().GroupVersionKind()
-	_, err = s.api.Get(ctx, gvk, m.GetNamespace(), m.GetName())
-	if apierrors.IsNotFound(err) {
-		_, err = s.api.Create(ctx, obj)
-	}
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+	err = retryTransient(ctx, bootstrapRetryMin, bootstrapRetryMax, func() error {
+		_, err := s.api.Get(ctx, gvk, m.GetNamespace(), m.GetName())
+		if apierrors.IsNotFound(err) {
+			_, err = s.api.Create(ctx, obj)
+		}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			if transient(err) {
+				s.log.Warn("bootstrap: retrying", "kind", gvk.Kind, "name", m.GetName(), "err", err)
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("ensure %s %s: %w", gvk.Kind, m.GetName(), err)
 	}
 	return nil
+}
+
+// The back-off of bootstrap writes that failed for a transient reason.
+const (
+	bootstrapRetryMin = 100 * time.Millisecond
+	bootstrapRetryMax = 2 * time.Second
+)
+
+// transient reports whether an API error may go away by itself: the
+// storage is unavailable, timed out or lost its leader, as against a
+// request that is wrong.
+func transient(err error) bool {
+	return apierrors.IsInternalError(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsTooManyRequests(err)
+}
+
+// retryTransient calls fn until it succeeds, fails for a reason that is
+// not transient, or ctx ends; the waits between calls double from first
+// up to most.
+func retryTransient(ctx context.Context, first, most time.Duration, fn func() error) error {
+	wait := first
+	for {
+		err := fn()
+		if err == nil || !transient(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, most)
+	}
 }

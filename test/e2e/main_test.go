@@ -11,20 +11,20 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/skiffhq/skiff/test/e2eutil"
 )
 
 // cl is the package's cluster, started by TestMain.
 var cl *cluster
 
 func TestMain(m *testing.M) {
-	if reason := missingPrerequisite(); reason != "" {
+	if reason := e2eutil.MissingPrerequisite(); reason != "" {
 		fmt.Fprintln(os.Stderr, "skipping end-to-end tests:", reason)
 		os.Exit(0)
 	}
@@ -42,7 +42,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	bin, err := build(dir)
+	bin, err := e2eutil.Build(dir)
 	if err != nil {
 		return 0, err
 	}
@@ -58,55 +58,4 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	return code, nil
-}
-
-// missingPrerequisite says why real containers cannot run here, if so.
-func missingPrerequisite() string {
-	if os.Geteuid() != 0 {
-		return "not root"
-	}
-	for _, bin := range []string{"containerd", "runc", "ip", "nsenter"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			return bin + " not installed"
-		}
-	}
-	for _, f := range []string{"/bin/busybox", "/usr/lib/cni/bridge"} {
-		if _, err := os.Stat(f); err != nil {
-			return f + " missing"
-		}
-	}
-	return ""
-}
-
-// build compiles the skiff binary into dir, through hack/build.sh as
-// `make build` does.
-func build(dir string) (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", err
-	}
-	out := filepath.Join(dir, "skiff")
-	cmd := exec.Command("./hack/build.sh", out)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("hack/build.sh: %w\n%s", err, b)
-	}
-	return out, nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }

@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/skiffhq/skiff/test/e2eutil"
 )
 
 // The second host is a network namespace joined to this one by a veth
@@ -150,13 +152,7 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 	}
 }
 
-func tail(path string) string {
-	data, _ := os.ReadFile(path)
-	if len(data) > 3000 {
-		data = data[len(data)-3000:]
-	}
-	return string(data)
-}
+func tail(path string) string { return e2eutil.Tail(path, 3000) }
 
 // registryPort is the test registry's port.
 func registryPort() string {

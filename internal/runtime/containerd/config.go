@@ -164,6 +164,9 @@ func renderHosts(mirrors map[string][]string, insecure []string) (map[string]str
 				b.WriteString("  skip_verify = true\n")
 			}
 		}
+		if host != DefaultHost && isInsecure(host) {
+			b.WriteString(unverifiedHTTPS(host))
+		}
 		hosts[host] = b.String()
 	}
 	for _, host := range insecure {
@@ -173,9 +176,18 @@ func renderHosts(mirrors map[string][]string, insecure []string) (map[string]str
 		if _, ok := hosts[host]; ok {
 			continue
 		}
-		hosts[host] = fmt.Sprintf("server = %s\n", quote(upstream(host, true)))
+		hosts[host] = fmt.Sprintf("server = %s\n", quote(upstream(host, true))) + unverifiedHTTPS(host)
 	}
 	return hosts, nil
+}
+
+// unverifiedHTTPS is the host entry that makes an insecure registry's
+// https tried, unverified, before its plain http server. It is needed
+// even for a registry that speaks only http: containerd 1.6 rejects a
+// hosts.toml without any host entry ("invalid `host` tree") and then
+// falls back to verified https, which fails.
+func unverifiedHTTPS(host string) string {
+	return fmt.Sprintf("\n[host.%s]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n", quote("https://"+host))
 }
 
 // checkHost rejects registry hosts that cannot name a directory under

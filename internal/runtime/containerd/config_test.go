@@ -190,13 +190,23 @@ func TestRenderHosts(t *testing.T) {
   capabilities = ["pull", "resolve"]
   skip_verify = true
 `,
-				"cache.lan:8443": "server = \"http://cache.lan:8443\"\n",
+				"cache.lan:8443": `server = "http://cache.lan:8443"
+
+[host."https://cache.lan:8443"]
+  capabilities = ["pull", "resolve"]
+  skip_verify = true
+`,
 			},
 		},
 		{
 			name:     "insecure registry alone",
 			insecure: []string{"registry.lan:5000"},
-			want:     map[string]string{"registry.lan:5000": "server = \"http://registry.lan:5000\"\n"},
+			want: map[string]string{"registry.lan:5000": `server = "http://registry.lan:5000"
+
+[host."https://registry.lan:5000"]
+  capabilities = ["pull", "resolve"]
+  skip_verify = true
+`},
 		},
 		{
 			name:     "insecure mirrored host pulls upstream over http",
@@ -205,6 +215,10 @@ func TestRenderHosts(t *testing.T) {
 			want: map[string]string{"registry.lan": `server = "http://registry.lan"
 
 [host."http://127.0.0.1:1"]
+  capabilities = ["pull", "resolve"]
+  skip_verify = true
+
+[host."https://registry.lan"]
   capabilities = ["pull", "resolve"]
   skip_verify = true
 `},

@@ -1,0 +1,75 @@
+// Package e2eutil holds what the end-to-end test packages share: the
+// check that real containers can run here, and building the skiff binary
+// the tests run as users would.
+package e2eutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// MissingPrerequisite says why real containers cannot run here, if so:
+// the tests need root, containerd, runc, iproute2, nsenter, busybox-static
+// and the CNI plugins, which the test command installs.
+func MissingPrerequisite() string {
+	if os.Geteuid() != 0 {
+		return "not root"
+	}
+	for _, bin := range []string{"containerd", "runc", "ip", "nsenter"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return bin + " not installed"
+		}
+	}
+	for _, f := range []string{"/bin/busybox", "/usr/lib/cni/bridge"} {
+		if _, err := os.Stat(f); err != nil {
+			return f + " missing"
+		}
+	}
+	return ""
+}
+
+// Build compiles the skiff binary into dir through hack/build.sh, as
+// `make build` does, and returns its path.
+func Build(dir string) (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "skiff")
+	cmd := exec.Command("./hack/build.sh", out)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("hack/build.sh: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// ModuleRoot is the directory of go.mod above the working directory.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Tail is the end of the file at path (a log), for a failure message.
+func Tail(path string, n int) string {
+	data, _ := os.ReadFile(path)
+	if len(data) > n {
+		data = data[len(data)-n:]
+	}
+	return string(data)
+}
