@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need when missing, then
-# `go vet ./...` and `go test ./...` (test/hae2e after the rest, alone), with
-# go test's normal output so CI can
-# read the summary.
+# `go vet ./...` and `go test ./...` (test/hae2e after the rest, alone),
+# with go test's normal output so CI can read the summary.
 #
 # Usage: hack/test.sh [go test flags or packages]
 #   e.g. hack/test.sh -run TestSystemNamespacesExist ./test/integration
