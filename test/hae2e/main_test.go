@@ -364,12 +364,15 @@ func (c *cluster) kubeconfig(i int) string {
 
 // client talks to server i only, with a short timeout, so a dead server
 // fails a request quickly.
-func (c *cluster) client(i int) kubernetes.Interface {
+func (c *cluster) client(i int) kubernetes.Interface { return c.clientWithTimeout(i, 5*time.Second) }
+
+// clientWithTimeout is client with another request timeout.
+func (c *cluster) clientWithTimeout(i int, timeout time.Duration) kubernetes.Interface {
 	rc, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig(i))
 	if err != nil {
 		panic(err)
 	}
-	rc.Timeout = 5 * time.Second
+	rc.Timeout = timeout
 	rc.QPS, rc.Burst = -1, 0
 	return kubernetes.NewForConfigOrDie(rc)
 }
