@@ -29,7 +29,8 @@ for a in "${args[@]}"; do
 done
 ((${#vet_pkgs[@]})) || vet_pkgs=(./...)
 if ((${#args[@]} == 0)); then
-	mapfile -t args < <(go list ./... | grep -v '/test/hae2e$')
+	pkgs=$(go list ./...) # apart, so that set -e sees it fail
+	mapfile -t args < <(grep -v '/test/hae2e$' <<<"$pkgs")
 	serial=(./test/hae2e)
 	what="./... but test/hae2e"
 fi
@@ -39,9 +40,15 @@ skiff::log "go version: $(go env GOVERSION); $(nproc) CPUs"
 skiff::log "go vet ${vet_pkgs[*]}"
 go vet "${vet_pkgs[@]}"
 skiff::log "go test -timeout ${GO_TEST_TIMEOUT:-10m} $what"
-go test -timeout "${GO_TEST_TIMEOUT:-10m}" "${args[@]}"
+rc=0
+go test -timeout "${GO_TEST_TIMEOUT:-10m}" "${args[@]}" || rc=$?
+# Run even when the others failed, so one run reports everything.
 if ((${#serial[@]})); then
 	skiff::log "go test -timeout ${GO_TEST_TIMEOUT:-10m} ${serial[*]}"
-	go test -timeout "${GO_TEST_TIMEOUT:-10m}" "${serial[@]}"
+	go test -timeout "${GO_TEST_TIMEOUT:-10m}" "${serial[@]}" || rc=$?
+fi
+if ((rc != 0)); then
+	skiff::log "tests failed after $((SECONDS - start))s"
+	exit "$rc"
 fi
 skiff::log "all tests passed in $((SECONDS - start))s"

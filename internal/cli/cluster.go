@@ -69,7 +69,7 @@ func newEtcdCommand() *cobra.Command {
 				switch {
 				case m.Learner:
 					role = "learner"
-				case m.Name == resp.Leader:
+				case resp.Leader != "" && m.Name == resp.Leader:
 					role = "leader"
 				}
 				name := m.Name

@@ -19,10 +19,11 @@ import (
 
 // Config names the lease and its timing. A standby counts the lease's
 // duration from when it saw the last renewal, which it notices only at
-// its next poll, and takes over at the poll after expiry: at most
-// LeaseDuration + 2×RetryPeriod after the leader dies. Upstream's 15 s /
-// 10 s / 2 s make that 19 s; skiff's 8 s / 5 s / 1 s make it 10 s, within
-// the 15 s failover goal with room for a slow API.
+// its next poll, and takes over at the poll after expiry; client-go
+// spaces polls RetryPeriod to 2.2×RetryPeriod apart, so a standby takes
+// over at most LeaseDuration + 4.4×RetryPeriod after the leader dies.
+// Upstream's 15 s / 10 s / 2 s make that 23.8 s; skiff's 8 s / 5 s / 1 s
+// make it 12.4 s, within the 15 s failover goal.
 type Config struct {
 	Client kubernetes.Interface
 	// Name of the Lease in Namespace (default kube-system).

@@ -125,6 +125,9 @@ func retryTransient(ctx context.Context, first, most time.Duration, fn func() er
 		if err == nil || !transient(err) {
 			return err
 		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)

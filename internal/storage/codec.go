@@ -26,15 +26,25 @@ import (
 type Codec struct{}
 
 // protobufPrefix starts every protobuf value; a JSON value starts with
-// '{'. It is upstream's, so tools that read Kubernetes' etcd recognise
-// the format.
+// '{'. Prefix and envelope are upstream's; the envelope's apiVersion and
+// kind are those the object carried, which may be empty.
 var protobufPrefix = []byte{'k', '8', 's', 0}
 
-// protobufObject is a type with generated protobuf code.
+// protobufObject is a type with generated protobuf code, as every
+// k8s.io/api type has. (Their ProtoMessage methods are behind a build
+// tag since Kubernetes 1.35, so only these two can be asked for; a type
+// of our own that embedded an API type would pass, and must not be
+// stored.)
 type protobufObject interface {
 	Marshal() ([]byte, error)
 	Unmarshal([]byte) error
 }
+
+// Current reports whether data is in the format Encode writes today:
+// protobuf. A JSON value is current only for types without protobuf
+// code, which Encode also writes as JSON; callers that cannot tell
+// re-encode, which is right for both.
+func (Codec) Current(data []byte) bool { return bytes.HasPrefix(data, protobufPrefix) }
 
 // Encode returns obj's stored form. resourceVersion is left out: it is the
 // key's ModRevision, known only after the write, and storing a stale copy

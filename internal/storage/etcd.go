@@ -211,6 +211,15 @@ func (s *Etcd) guaranteedUpdate(ctx context.Context, key string, pre *Preconditi
 		if err := checkPreconditions(pre, cur); err != nil {
 			return nil, fmt.Errorf("update %q: %w", key, err)
 		}
+		// A value in an older format compares by its current encoding
+		// (made before fn, which may change cur), so a no-op does not
+		// rewrite it, and bump its resourceVersion, only to convert it.
+		stored := kv.Value
+		if !s.codec.Current(stored) {
+			if stored, err = s.codec.Encode(cur); err != nil {
+				return nil, fmt.Errorf("update %q: %w", key, err)
+			}
+		}
 		next, err := fn(cur)
 		if err != nil {
 			return nil, err
@@ -219,7 +228,7 @@ func (s *Etcd) guaranteedUpdate(ctx context.Context, key string, pre *Preconditi
 		if err != nil {
 			return nil, fmt.Errorf("update %q: %w", key, err)
 		}
-		if bytes.Equal(data, kv.Value) {
+		if bytes.Equal(data, stored) {
 			// Nothing changed: no write, no new revision, no watch event.
 			return s.decode(kv.Value, kv.ModRevision)
 		}

@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -189,5 +191,46 @@ func TestDelete(t *testing.T) {
 				t.Errorf("Get after delete = %v, want ErrNotFound", err)
 			}
 		})
+	}
+}
+
+// TestGuaranteedUpdateOfJSONValue: a value stored as JSON by an earlier
+// version is read, a no-op update leaves it alone, and a change writes it
+// as protobuf.
+func TestGuaranteedUpdateOfJSONValue(t *testing.T) {
+	ctx := context.Background()
+	s, client := newPodStore(t)
+	p := makePod("default", "legacy").node("n1").obj()
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := client.Put(ctx, podKey(p), string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setNode := func(n string) UpdateFunc {
+		return func(cur runtime.Object) (runtime.Object, error) {
+			c := cur.(*corev1.Pod).DeepCopy()
+			c.Spec.NodeName = n
+			return c, nil
+		}
+	}
+	got, err := s.GuaranteedUpdate(ctx, podKey(p), nil, setNode("n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv := rvOf(t, got.(*corev1.Pod)); rv != put.Header.Revision {
+		t.Errorf("a no-op update of a JSON value wrote: resourceVersion %d, want %d", rv, put.Header.Revision)
+	}
+	if _, err := s.GuaranteedUpdate(ctx, podKey(p), nil, setNode("n2")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Get(ctx, podKey(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := resp.Kvs[0].Value; !bytes.HasPrefix(v, protobufPrefix) {
+		t.Errorf("changed value still stored as %q, want protobuf", v[:min(len(v), 20)])
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,20 +49,24 @@ func TestServerDeathLosesNoAcknowledgedWrite(t *testing.T) {
 	victim := cl.etcdLeader(t)
 	for _, name := range leases {
 		if holder := cl.leaseHolder(t, victim, name); holder != victim {
-			t.Fatalf("server %s leads etcd but %s holds Lease %s: the cluster has not settled as started",
-				cl.servers[victim].host.name, cl.servers[holder].host.name, name)
+			t.Fatalf("server %s leads etcd but server index %d holds Lease %s: the cluster has not settled as started",
+				cl.servers[victim].host.name, holder, name)
 		}
 	}
 	survivors := cl.others(victim)
-	pods := cl.appPods(t, cl.client(survivors[0]))
+	pods := cl.mustAppPods(t, cl.client(survivors[0]))
 
 	w := startWriter(t, cl, "writes", victim)
 	w.waitAcked(t, 20)
+	if err := cl.servers[victim].kill(); err != nil {
+		t.Fatal(err)
+	}
+	// From its death on, every acknowledgement came through a survivor.
 	killed := time.Now()
-	cl.servers[victim].kill()
 	t.Logf("killed server %s (etcd leader, holder of both Leases)", cl.servers[victim].host.name)
 
-	// Each recovery is timed from the kill, all polled together.
+	// Each recovery is timed from the kill, each polled on its own so
+	// that a slow check does not delay the others' times.
 	kube := cl.client(survivors[0])
 	victimName := cl.servers[victim].host.name
 	conds := map[string]func() bool{
@@ -106,7 +111,7 @@ func TestServerDeathLosesNoAcknowledgedWrite(t *testing.T) {
 			t.Errorf("node %s not Ready after the server's death: %v", nodeName(a.host), err)
 		}
 	}
-	if after := cl.appPods(t, kube); !samePods(pods, after) {
+	if after := cl.mustAppPods(t, kube); !samePods(pods, after) {
 		t.Errorf("pods changed through the server's death:\nbefore %v\nafter  %v", pods, after)
 	}
 
@@ -130,6 +135,16 @@ func TestCutOffServerRefusesWrites(t *testing.T) {
 	victim := cl.etcdLeader(t)
 	h := cl.servers[victim].host
 	survivors := cl.others(victim)
+	// Made before the cut, so that the cut-off side gets as far as
+	// proposing its write.
+	if _, err := cl.client(survivors[0]).CoreV1().Namespaces().Create(ctx,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "partition"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the namespace on the server to be cut off", func() (bool, string) {
+		out, err := cl.kubectlOn(t, victim, "get", "namespace", "partition", "-o", "name")
+		return err == nil, out
+	})
 	if err := h.setLink(false); err != nil {
 		t.Fatal(err)
 	}
@@ -148,18 +163,20 @@ func TestCutOffServerRefusesWrites(t *testing.T) {
 
 	majority := cl.clientWithTimeout(survivors[0], 2*time.Second)
 	took := eventually(t, 30*time.Second, "the majority accepting a write", func() (bool, string) {
-		_, _ = majority.CoreV1().Namespaces().Create(ctx,
-			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "partition"}}, metav1.CreateOptions{})
 		err := createConfigMap(ctx, majority, "partition", "during-cut")
 		return err == nil || apierrors.IsAlreadyExists(err), fmt.Sprint(err)
 	}).Sub(cut)
 	t.Logf("the majority accepted a write %v after the cut", took.Round(time.Millisecond))
 
 	// From inside the cut-off host, its own API server must refuse.
+	// Refused for want of a quorum: it times out, never succeeds.
 	out, err := cl.kubectlOn(t, victim, "--request-timeout=10s", "-n", "partition", "create", "configmap", "refused")
-	if err == nil {
+	switch {
+	case err == nil:
 		t.Errorf("the cut-off server accepted a write:\n%s", out)
-	} else {
+	case !timedOut(out):
+		t.Errorf("the cut-off server's write failed, but not for want of a quorum: %s", out)
+	default:
 		t.Logf("the cut-off server refused a write: %s", strings.TrimSpace(out))
 	}
 
@@ -183,6 +200,22 @@ func TestCutOffServerRefusesWrites(t *testing.T) {
 		resp, err := cl.members(ctx, victim)
 		return err == nil && resp.Leader != "" && len(resp.Members) == 3, fmt.Sprintf("%+v %v", resp, err)
 	})
+	// Still not there once the cluster is whole again: the refused
+	// proposal was dropped, not held back and applied late.
+	if _, err := cl.client(survivors[1]).CoreV1().ConfigMaps("partition").Get(ctx, "refused", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused write, after the heal: %v, want NotFound", err)
+	}
+}
+
+// timedOut says whether kubectl's output reports a request that ran out
+// of time, on the client or in the API server's storage.
+func timedOut(out string) bool {
+	for _, s := range []string{"Timeout", "timed out", "deadline exceeded", "ServiceUnavailable", "unavailable"} {
+		if strings.Contains(out, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestDeadNodePodsMoveElsewhere kills a node, its agent, runtime and
@@ -194,7 +227,7 @@ func TestDeadNodePodsMoveElsewhere(t *testing.T) {
 	kube := cl.client(0)
 	// The node with the most of the app's pods dies.
 	count := map[string]int{}
-	for _, p := range cl.appPods(t, kube) {
+	for _, p := range cl.mustAppPods(t, kube) {
 		count[p.node]++
 	}
 	var victim *proc
@@ -215,15 +248,19 @@ func TestDeadNodePodsMoveElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	<-victim.exit
-	victim.exit <- nil
 	victim.dead = true
+	if err := victim.waitExit(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	cl.deadPodCgroups = append(cl.deadPodCgroups, cgroups...)
 	t.Logf("killed node %s with %d of the app's pods", dead, count[dead])
 	t.Cleanup(func() { cl.forgetNode(t, victim) })
 
 	took := eventually(t, 2*nodeFailureGoal, "the app fully ready on the other nodes", func() (bool, string) {
-		pods := cl.appPods(t, kube)
+		pods, err := cl.appPods(kube)
+		if err != nil {
+			return false, err.Error()
+		}
 		ready := 0
 		for _, p := range pods {
 			if p.ready && p.node != dead {
@@ -238,7 +275,7 @@ func TestDeadNodePodsMoveElsewhere(t *testing.T) {
 	}
 	live := cl.liveAgents()[0].host
 	moved := map[string]bool{}
-	for _, p := range cl.appPods(t, kube) {
+	for _, p := range cl.mustAppPods(t, kube) {
 		moved[p.name] = true
 	}
 	eventually(t, 30*time.Second, "the app answering through the surviving node's NodePort", func() (bool, string) {
@@ -248,17 +285,28 @@ func TestDeadNodePodsMoveElsewhere(t *testing.T) {
 }
 
 // TestWholeClusterRestartLosesNothing kills every process of the cluster
-// at once and starts them all again: every object comes back unchanged,
-// and the app runs at full strength.
+// at once (servers, agents and the agents' containerd; the containers
+// live on in their shims, as through any agent restart) and starts them
+// all again: every object comes back unchanged, and the app runs at full
+// strength.
 func TestWholeClusterRestartLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	before := cl.objects(t, cl.client(0))
 	procs := append(append([]*proc{}, cl.servers...), cl.liveAgents()...)
+	pids := []int{}
 	for _, p := range procs {
-		_ = p.cmd.Process.Kill()
+		pids = append(pids, p.pid())
+	}
+	for _, a := range cl.liveAgents() {
+		pids = append(pids, a.host.named("containerd")...)
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, p := range procs {
-		p.kill() // reaps it
+		if err := p.waitExit(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	stopped := time.Now()
 	for _, p := range procs {
@@ -266,7 +314,7 @@ func TestWholeClusterRestartLosesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("killed and restarted %d processes", len(procs))
+	t.Logf("killed %d processes and restarted the %d skiff ones", len(pids), len(procs))
 	kube := cl.client(0)
 	apiBack := eventually(t, 2*time.Minute, "the API answering", func() (bool, string) {
 		_, err := kube.CoreV1().Namespaces().Get(ctx, appNamespace, metav1.GetOptions{})
@@ -308,8 +356,10 @@ func TestWholeClusterRestartLosesNothing(t *testing.T) {
 			t.Errorf("%s (uid %s) lost: now %q", key, uid, after[key])
 		}
 	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	for i := range cl.servers {
-		if err := cl.waitServer(ctx, i); err != nil {
+		if err := cl.waitServer(waitCtx, i); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -318,13 +368,11 @@ func TestWholeClusterRestartLosesNothing(t *testing.T) {
 // writer creates numbered ConfigMaps one after the other, moving to the
 // next server whenever one fails, and logs every write acknowledged.
 type writer struct {
-	c    *cluster
-	ns   string
-	mu   sync.Mutex
-	ack  []string
-	at   []time.Time
-	done chan struct{}
-	quit chan struct{}
+	mu     sync.Mutex
+	ack    []string
+	at     []time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func startWriter(t *testing.T, c *cluster, ns string, first int) *writer {
@@ -332,7 +380,8 @@ func startWriter(t *testing.T, c *cluster, ns string, first int) *writer {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	w := &writer{c: c, ns: ns, done: make(chan struct{}), quit: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &writer{cancel: cancel, done: make(chan struct{})}
 	// A write takes milliseconds; one stuck longer (proposed to a leader
 	// that died) is given up and tried on the next server, as a patient
 	// client would.
@@ -343,14 +392,9 @@ func startWriter(t *testing.T, c *cluster, ns string, first int) *writer {
 	go func() {
 		defer close(w.done)
 		cur := first
-		for n := 0; ; {
-			select {
-			case <-w.quit:
-				return
-			default:
-			}
+		for n := 0; ctx.Err() == nil; {
 			name := fmt.Sprintf("w-%06d", n)
-			err := createConfigMap(context.Background(), clients[cur], ns, name)
+			err := createConfigMap(ctx, clients[cur], ns, name)
 			// AlreadyExists: an attempt that failed had in fact been
 			// written, which a retry confirms.
 			if err == nil || apierrors.IsAlreadyExists(err) {
@@ -362,8 +406,7 @@ func startWriter(t *testing.T, c *cluster, ns string, first int) *writer {
 			}
 			cur = (cur + 1) % len(clients)
 			select {
-			case <-w.quit:
-				return
+			case <-ctx.Done():
 			case <-time.After(20 * time.Millisecond): // a pause between failed attempts, not a wait for anything
 			}
 		}
@@ -401,11 +444,7 @@ func (w *writer) waitAcked(t *testing.T, n int) {
 
 // stop ends the writer and returns every acknowledged write.
 func (w *writer) stop() []string {
-	select {
-	case <-w.quit:
-	default:
-		close(w.quit)
-	}
+	w.cancel()
 	<-w.done
 	return w.ackedNames()
 }
@@ -510,12 +549,21 @@ func (p podState) String() string {
 	return fmt.Sprintf("%s@%s(ready=%v,restarts=%d)", p.name, p.node, p.ready, p.restarts)
 }
 
-// appPods are the app's live pods (not being deleted), by name.
-func (c *cluster) appPods(t *testing.T, kube kubernetes.Interface) []podState {
+// mustAppPods is appPods, failing the test on an error.
+func (c *cluster) mustAppPods(t *testing.T, kube kubernetes.Interface) []podState {
 	t.Helper()
+	pods, err := c.appPods(kube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pods
+}
+
+// appPods are the app's live pods (not being deleted), by name.
+func (c *cluster) appPods(kube kubernetes.Interface) ([]podState, error) {
 	pods, err := kube.CoreV1().Pods(appNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + appName})
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("list the app's pods: %w", err)
 	}
 	var out []podState
 	for _, p := range pods.Items {
@@ -529,7 +577,7 @@ func (c *cluster) appPods(t *testing.T, kube kubernetes.Interface) []podState {
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b podState) int { return strings.Compare(a.name, b.name) })
-	return out
+	return out, nil
 }
 
 func samePods(a, b []podState) bool {
@@ -653,25 +701,38 @@ func leaseRenewedAfter(ctx context.Context, kube kubernetes.Interface, ns, name 
 	return err == nil && l.Spec.RenewTime != nil && l.Spec.RenewTime.After(t0)
 }
 
-// firstTimes polls every condition every 100 ms until all have held once,
-// and returns when each first did; it fails the test after timeout.
+// firstTimes polls every condition every 100 ms, each in a goroutine of
+// its own, until each has held once, and returns when each first did; it
+// fails the test after timeout.
 func firstTimes(t *testing.T, timeout time.Duration, conds map[string]func() bool) map[string]time.Time {
 	t.Helper()
+	var mu sync.Mutex
 	out := map[string]time.Time{}
-	eventually(t, timeout, "recovery", func() (bool, string) {
-		var pending []string
-		for what, cond := range conds {
-			if _, done := out[what]; done {
-				continue
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(timeout)
+	for what, cond := range conds {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if cond() {
+					mu.Lock()
+					out[what] = time.Now()
+					mu.Unlock()
+					return
+				}
+				time.Sleep(100 * time.Millisecond) // the polling pace
 			}
-			if cond() {
-				out[what] = time.Now()
-			} else {
-				pending = append(pending, what)
-			}
+		})
+	}
+	wg.Wait()
+	var missing []string
+	for what := range conds {
+		if _, ok := out[what]; !ok {
+			missing = append(missing, what)
 		}
-		return len(pending) == 0, fmt.Sprintf("still waiting for %v", pending)
-	})
+	}
+	if len(missing) > 0 {
+		t.Fatalf("timed out after %s waiting for %v\n%s", timeout, missing, cl.logTails())
+	}
 	return out
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,8 +50,13 @@ func makeBridge() error {
 
 func removeBridge() { _ = exec.Command("ip", "link", "del", bridgeName).Run() }
 
-// create makes the host's namespace and plugs it into the bridge.
+// create makes the host's namespace and plugs it into the bridge. What
+// a crashed earlier run left in a namespace of the same name is killed
+// first, or it would run on, unreachable, once the name is gone.
 func (h *host) create() error {
+	if _, err := h.killAll(); err != nil {
+		return err
+	}
 	h.remove()
 	ns := h.netns()
 	err := run([][]string{
@@ -89,7 +96,7 @@ func (h *host) setLink(up bool) error {
 func (h *host) processes() ([]int, error) {
 	var want unix.Stat_t
 	if err := unix.Stat("/run/netns/"+h.netns(), &want); err != nil {
-		return nil, fmt.Errorf("host %s: %w", h.name, err)
+		return nil, fmt.Errorf("host %s: %w", h.name, &fs.PathError{Op: "stat", Path: "/run/netns/" + h.netns(), Err: err})
 	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -125,6 +132,15 @@ func (h *host) processes() ([]int, error) {
 	return out, nil
 }
 
+// named returns the host's processes whose command is comm.
+func (h *host) named(comm string) []int {
+	pids, _ := h.processes()
+	return slices.DeleteFunc(pids, func(pid int) bool {
+		data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+		return err != nil || strings.TrimSpace(string(data)) != comm
+	})
+}
+
 // parentPID reads a process's parent from /proc/PID/stat, whose second
 // field (the command) may hold spaces and parentheses.
 func parentPID(pid int) (int, bool) {
@@ -146,25 +162,52 @@ func parentPID(pid int) (int, bool) {
 }
 
 // killAll SIGKILLs every process of the host, as a machine losing power
-// would stop them, and returns the cgroups its containers ran in, for
-// removal once they are empty.
+// would stop them, waits until they are gone, and returns the cgroups its
+// containers ran in, for removal once they are empty. A host whose
+// namespace is already gone has nothing left to kill.
 func (h *host) killAll() ([]string, error) {
-	pids, err := h.processes()
-	if err != nil {
-		return nil, err
-	}
 	var cgroups []string
-	for _, pid := range pids {
-		if cg := podCgroup(pid); cg != "" {
-			cgroups = append(cgroups, cg)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids, err := h.processes()
+		if errors.Is(err, fs.ErrNotExist) {
+			return cgroups, nil
 		}
-		// Stopped first, so none reacts to another's death.
-		_ = syscall.Kill(pid, syscall.SIGSTOP)
+		if err != nil {
+			return cgroups, err
+		}
+		// Gone once only zombies are left, which their parents reap.
+		pids = slices.DeleteFunc(pids, zombie)
+		if len(pids) == 0 {
+			return cgroups, nil
+		}
+		if time.Now().After(deadline) {
+			return cgroups, fmt.Errorf("host %s: processes %v survive SIGKILL", h.name, pids)
+		}
+		for _, pid := range pids {
+			if cg := podCgroup(pid); cg != "" {
+				cgroups = append(cgroups, cg)
+			}
+			// Stopped first, so none reacts to another's death (a
+			// process forked meanwhile is caught by the next round).
+			_ = syscall.Kill(pid, syscall.SIGSTOP)
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond) // the pace of the rounds, not a wait for anything
 	}
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// zombie says whether a process has exited and awaits its parent's wait.
+func zombie(pid int) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true // gone
 	}
-	return cgroups, nil
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
 }
 
 // podCgroup is the cgroup (v2) of a process that runs in a pod, or "".

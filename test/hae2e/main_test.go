@@ -67,13 +67,21 @@ func runTests(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
 	bin, err := e2eutil.Build(dir)
 	if err != nil {
+		os.RemoveAll(dir)
 		return 0, err
 	}
 	c := &cluster{bin: bin, dir: dir}
-	defer c.teardown()
+	defer func() {
+		// Removing a directory something is still mounted in would
+		// reach into the mounts: what failed is left to look at.
+		if err := c.teardown(); err != nil {
+			fmt.Fprintf(os.Stderr, "hae2e teardown: %v; %s left in place\n", err, dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := c.start(ctx); err != nil {
@@ -94,7 +102,8 @@ type proc struct {
 	args []string
 	dir  string
 	cmd  *exec.Cmd
-	exit chan error
+	// done is closed when the process has exited.
+	done chan struct{}
 	// dead is set once the host is gone for good.
 	dead bool
 }
@@ -104,7 +113,7 @@ func (p *proc) logPath() string { return filepath.Join(p.dir, "skiff.log") }
 // start runs the process in its host's network namespace. nsenter, not
 // `ip netns exec`: the latter also makes a mount namespace with a fresh
 // /sys, hiding the cgroup mounts runc needs. nsenter execs skiff, so the
-// process is skiff itself.
+// process is skiff itself, and it dies with the test binary.
 func (p *proc) start(bin string) error {
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return err
@@ -116,12 +125,14 @@ func (p *proc) start(bin string) error {
 	fmt.Fprintf(logf, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
 	p.cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + p.host.netns(), bin}, p.args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("start %s: %w", p.host.name, err)
+		return fmt.Errorf("start skiff on %s: %w", p.host.name, err)
 	}
-	p.exit = make(chan error, 1)
-	go func() { p.exit <- p.cmd.Wait(); logf.Close() }()
+	done := make(chan struct{})
+	p.done = done
+	go func() { _ = p.cmd.Wait(); logf.Close(); close(done) }()
 	return nil
 }
 
@@ -129,38 +140,49 @@ func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 // running says whether the process has not exited.
 func (p *proc) running() bool {
-	if p.exit == nil {
+	if p.done == nil {
 		return false
 	}
 	select {
-	case err := <-p.exit:
-		p.exit <- err
+	case <-p.done:
 		return false
 	default:
 		return true
 	}
 }
 
+// waitExit waits for the process to exit, at most timeout.
+func (p *proc) waitExit(timeout time.Duration) error {
+	if p.done == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("skiff on %s (pid %d) still running after %v", p.host.name, p.pid(), timeout)
+	}
+}
+
 // kill SIGKILLs the process and waits for it.
-func (p *proc) kill() {
+func (p *proc) kill() error {
 	if !p.running() {
-		return
+		return nil
 	}
 	_ = p.cmd.Process.Kill()
-	<-p.exit
+	return p.waitExit(10 * time.Second)
 }
 
 // stop asks the process to stop and kills it if it has not in time.
-func (p *proc) stop() {
+func (p *proc) stop() error {
 	if !p.running() {
-		return
+		return nil
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exit:
-	case <-time.After(30 * time.Second):
-		p.kill()
+	if p.waitExit(30*time.Second) != nil {
+		return p.kill()
 	}
+	return nil
 }
 
 // cluster is three servers and two nodes.
@@ -230,10 +252,10 @@ func (c *cluster) start(ctx context.Context) error {
 		p := &proc{host: h, dir: filepath.Join(c.dir, h.name)}
 		p.args = []string{"agent", "--server", c.serverURL(0), "--token", strings.TrimSpace(string(token)),
 			"--data-dir", p.dir, "--node-name", nodeName(h), "--node-ip", h.ip, "--insecure-registry", registryHost}
+		c.agents = append(c.agents, p)
 		if err := p.start(c.bin); err != nil {
 			return err
 		}
-		c.agents = append(c.agents, p)
 	}
 	kube := c.client(0)
 	for _, a := range c.agents {
@@ -444,7 +466,7 @@ func (c *cluster) logTails() string {
 // teardown removes the workload while the nodes still run, so they tear
 // their containers down, then stops every process and removes the hosts
 // and what killed ones left behind.
-func (c *cluster) teardown() {
+func (c *cluster) teardown() error {
 	if len(c.servers) > 0 && c.servers[0].running() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		kube := c.client(0)
@@ -455,17 +477,18 @@ func (c *cluster) teardown() {
 		})
 		cancel()
 	}
-	for _, a := range c.agents {
-		a.stop()
-	}
-	for _, s := range c.servers {
-		s.stop()
-	}
 	var errs []error
-	for _, p := range append(append([]*proc{}, c.servers...), c.agents...) {
-		if cgs, err := p.host.killAll(); err == nil {
-			c.deadPodCgroups = append(c.deadPodCgroups, cgs...)
+	for _, p := range append(append([]*proc{}, c.agents...), c.servers...) {
+		if err := p.stop(); err != nil {
+			errs = append(errs, err)
 		}
+	}
+	for _, p := range append(append([]*proc{}, c.servers...), c.agents...) {
+		cgs, err := p.host.killAll()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.deadPodCgroups = append(c.deadPodCgroups, cgs...)
 		if err := unmountUnder(p.dir); err != nil {
 			errs = append(errs, err)
 		}
@@ -476,7 +499,5 @@ func (c *cluster) teardown() {
 	if c.stopRegistry != nil {
 		c.stopRegistry()
 	}
-	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintln(os.Stderr, "hae2e teardown:", err)
-	}
+	return errors.Join(errs...)
 }
