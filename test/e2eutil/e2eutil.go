@@ -1,6 +1,6 @@
-// Package e2eutil holds what the end-to-end test packages share: the
-// check that real containers can run here, and building the skiff binary
-// the tests run as users would.
+// Package e2eutil holds what the test packages that run the built binary
+// share: the check that real containers can run here, and building the
+// skiff binary the tests run as users would.
 package e2eutil
 
 import (
