@@ -195,7 +195,8 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// Every API request goes through the balancer: when the server the
 	// node joined goes away, the node carries on through another.
-	bal, err := balancer.New(balancer.Config{REST: a.cfg.REST, Logger: a.log.With("component", "api-balancer")})
+	bal, err := balancer.New(balancer.Config{REST: a.cfg.REST, StateFile: filepath.Join(a.cfg.DataDir, APIServersFile),
+		Logger: a.log.With("component", "api-balancer")})
 	if err != nil {
 		return err
 	}
@@ -299,6 +300,10 @@ const (
 	// RuntimeEndpointFile holds the CRI endpoint.
 	RuntimeEndpointFile = "runtime-endpoint"
 )
+
+// APIServersFile, in the data dir, lists the API servers the agent last
+// learned, so that a restart while its --server is down reaches another.
+const APIServersFile = "api-servers"
 
 // loadImages pushes our pause image and every tarball in DataDir/images to
 // the mirror and returns the imported references.

@@ -115,6 +115,26 @@ func TestServerDeathLosesNoAcknowledgedWrite(t *testing.T) {
 		t.Errorf("pods changed through the server's death:\nbefore %v\nafter  %v", pods, after)
 	}
 
+	// An agent restarted while the server it was given is dead still
+	// comes up, through the servers it learned before.
+	if victim == 0 {
+		a := cl.liveAgents()[0]
+		if err := a.kill(); err != nil {
+			t.Fatal(err)
+		}
+		restarted := time.Now()
+		if err := a.start(cl.bin); err != nil {
+			t.Fatal(err)
+		}
+		back := eventually(t, time.Minute, "the restarted agent renewing its Lease", func() (bool, string) {
+			if !a.running() {
+				return false, "agent exited:\n" + e2eutil.Tail(a.logPath(), 3000)
+			}
+			return leaseRenewedAfter(ctx, kube, "kube-node-lease", nodeName(a.host), restarted), ""
+		})
+		t.Logf("agent %s restarted with its --server dead: Lease renewed %v later", a.host.name, back.Sub(restarted).Round(time.Millisecond))
+	}
+
 	// The killed server comes back as a member and the cluster is whole.
 	if err := cl.servers[victim].start(cl.bin); err != nil {
 		t.Fatal(err)

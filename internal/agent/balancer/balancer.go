@@ -1,7 +1,7 @@
 // Package balancer moves an agent's API traffic between the cluster's API
 // servers. It starts on the server the agent was given, learns the others
 // from the `kubernetes` Endpoints (every live API server keeps itself
-// listed there), and gives client-go a transport whose connections all go
+// listed there; the list is kept in a file for the next start), and gives client-go a transport whose connections all go
 // to one current server. A failed dial, failed health checks of /readyz,
 // or the current server leaving the Endpoints moves new connections to
 // another live server and closes those to the old one, so that watches
@@ -14,12 +14,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,7 +62,11 @@ type Config struct {
 	// before it is pinged; PingTimeout how long the answer may take before
 	// the connection is closed, ending its watches.
 	PingInterval, PingTimeout time.Duration
-	Logger                    *slog.Logger
+	// StateFile keeps the servers learned from the Source across
+	// restarts: an agent that starts while its first server is down
+	// reaches the others through it. Empty keeps nothing.
+	StateFile string
+	Logger    *slog.Logger
 }
 
 // Balancer picks the API server the agent talks to. Dialling works from
@@ -127,7 +134,7 @@ func New(cfg Config) (*Balancer, error) {
 		},
 		kick:    make(chan struct{}, 1),
 		current: initial,
-		order:   []string{initial},
+		order:   append([]string{initial}, savedAddresses(cfg.StateFile, initial, cfg.Logger)...),
 		conns:   map[string]map[*trackedConn]struct{}{},
 	}
 	b.transport = &http.Transport{
@@ -354,12 +361,52 @@ func (b *Balancer) setAddresses(addrs []string) {
 	b.mu.Unlock()
 	if changed {
 		b.log.Info("API servers", "servers", learned)
+		b.saveAddresses(learned)
 	}
 	if left {
 		select {
 		case b.kick <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// savedAddresses are the servers a previous run learned, from path, other
+// than initial; none when there is no file.
+func savedAddresses(path, initial string, log *slog.Logger) []string {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("saved API servers unreadable", "path", path, "err", err)
+		}
+		return nil
+	}
+	var out []string
+	for _, a := range strings.Fields(string(data)) {
+		if _, _, err := net.SplitHostPort(a); err == nil && a != initial && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// saveAddresses writes the learned servers to the state file, replacing
+// it whole so that a crash leaves the old list or the new one.
+func (b *Balancer) saveAddresses(addrs []string) {
+	path := b.cfg.StateFile
+	if path == "" || len(addrs) == 0 {
+		return
+	}
+	tmp := path + ".tmp"
+	err := os.WriteFile(tmp, []byte(strings.Join(addrs, "\n")+"\n"), 0o644)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		b.log.Warn("saving API servers", "path", path, "err", err)
 	}
 }
 

@@ -3,6 +3,8 @@ package balancer
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -343,6 +345,66 @@ func TestEndpointAddresses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := endpointAddresses(&tt.ep); !slices.Equal(got, tt.want) {
 				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSavedAddressesOutliveTheFirstServer: a balancer keeps the servers it
+// learned in its state file, and the next one, started on that file while
+// the first server is down, reaches the second without learning anything.
+func TestSavedAddressesOutliveTheFirstServer(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		keep     bool
+		wantName string
+	}{
+		{name: "with the saved list the second server answers", keep: true, wantName: "B"},
+		{name: "without it nothing does", keep: false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ca := newTestCA(t)
+			cluster := newFakeCluster()
+			a := startFakeServer(t, "A", "127.0.0.1", ca, cluster)
+			b := startFakeServer(t, "B", "127.0.0.2", ca, cluster)
+			state := filepath.Join(t.TempDir(), "api-servers")
+			updates := make(chan []string, 1)
+			first, err := New(Config{REST: ca.restConfig(a.addr), Source: chanSource(updates), StateFile: state, Logger: testLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- first.Run(ctx) }()
+			updates <- []string{a.addr, b.addr}
+			eventually(t, 5*time.Second, func() bool {
+				data, _ := os.ReadFile(state)
+				return strings.Contains(string(data), a.addr) && strings.Contains(string(data), b.addr)
+			}, "state file never listed both servers")
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if !tt.keep {
+				if err := os.Remove(state); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			a.kill()
+			// The next run learns nothing: its Source never reports.
+			next, err := New(Config{REST: ca.restConfig(a.addr), Source: chanSource(nil), StateFile: state,
+				Timeout: time.Second, Logger: testLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hc, err := rest.HTTPClientFor(next.RESTConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			name, _, err := get(t.Context(), hc, "https://"+a.addr, "/name")
+			if name != tt.wantName || (tt.wantName == "" && err == nil) {
+				t.Errorf("request with the first server down answered by %q (%v), want %q", name, err, tt.wantName)
 			}
 		})
 	}
