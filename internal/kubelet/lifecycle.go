@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/skiffhq/skiff/internal/runtime/cri"
 )
 
 // Upstream's termination constants: a pod's default grace period, the
@@ -77,7 +79,11 @@ func (k *Kubelet) killContainer(ctx context.Context, pod *corev1.Pod, st *runtim
 }
 
 // stopContainer asks the runtime to stop a container within grace seconds.
+// The call lasts as long as the grace period, so its bound is the grace
+// on top of the runtime's usual one, as upstream's kubelet does.
 func (k *Kubelet) stopContainer(ctx context.Context, pod *corev1.Pod, name, id string, grace int64) {
+	ctx, cancel := context.WithTimeout(ctx, cri.DefaultCallTimeout+time.Duration(grace)*time.Second)
+	defer cancel()
 	if _, err := k.cfg.Runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: grace}); err != nil {
 		k.log.Warn("stop container", "pod", pod.Namespace+"/"+pod.Name, "container", name, "err", err)
 	}

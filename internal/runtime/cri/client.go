@@ -5,8 +5,8 @@
 // are rather than wrapping every call, so the kubelet speaks CRI directly
 // and a fake or in-process runtime can sit behind the same *grpc.ClientConn.
 // What it adds is what every caller would otherwise repeat: endpoint
-// parsing, message size limits, fast reconnects, and waiting for a runtime
-// that is still starting.
+// parsing, message size limits, fast reconnects, a default bound on every
+// call, and waiting for a runtime that is still starting.
 package cri
 
 import (
@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,26 @@ const MaxMsgSize = 16 << 20
 
 // APIVersion is the CRI version this client speaks, sent in Version requests.
 const APIVersion = "v1"
+
+// DefaultCallTimeout bounds a CRI call whose context has no deadline of
+// its own, as upstream's --runtime-request-timeout (2 min) does: a hung
+// runtime then fails the caller (a pod worker, the relist) instead of
+// stalling it for good, and the next sync tries again. PullImage is
+// exempt: a large image over a slow link may take longer.
+const DefaultCallTimeout = 2 * time.Minute
+
+// callTimeout returns an interceptor that gives calls without a deadline
+// one of d, except the methods in exempt (full method names).
+func callTimeout(d time.Duration, exempt ...string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := ctx.Deadline(); !ok && !slices.Contains(exempt, method) {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
 
 // Client holds a connection to one CRI runtime.
 type Client struct {
@@ -63,6 +84,7 @@ func Dial(ctx context.Context, endpoint string) (*Client, error) {
 			grpc.MaxCallRecvMsgSize(MaxMsgSize),
 			grpc.MaxCallSendMsgSize(MaxMsgSize),
 		),
+		grpc.WithUnaryInterceptor(callTimeout(DefaultCallTimeout, runtimeapi.ImageService_PullImage_FullMethodName)),
 		// gRPC's default reconnect backoff grows to two minutes, so a
 		// runtime that comes up (or restarts) late would stay unreachable
 		// long after its socket appears. A local socket is cheap to retry.

@@ -218,3 +218,90 @@ func TestNewClientBeforeInit(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// deadlineServer reports, for each call, the deadline its context had.
+type deadlineServer struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+	seen chan time.Duration // remaining time; -1 without a deadline
+}
+
+func (s deadlineServer) report(ctx context.Context) {
+	d := time.Duration(-1)
+	if dl, ok := ctx.Deadline(); ok {
+		d = time.Until(dl)
+	}
+	s.seen <- d
+}
+
+func (s deadlineServer) ListContainers(ctx context.Context, _ *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	s.report(ctx)
+	return &runtimeapi.ListContainersResponse{}, nil
+}
+
+func (s deadlineServer) PullImage(ctx context.Context, _ *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
+	s.report(ctx)
+	return &runtimeapi.PullImageResponse{}, nil
+}
+
+// TestCallTimeout: calls without a deadline get the default one, except
+// image pulls; a caller's own deadline is left alone.
+func TestCallTimeout(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "cri.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	fake := deadlineServer{seen: make(chan time.Duration, 1)}
+	runtimeapi.RegisterRuntimeServiceServer(srv, fake)
+	runtimeapi.RegisterImageServiceServer(srv, fake)
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+
+	const bound = time.Hour
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(callTimeout(bound, runtimeapi.ImageService_PullImage_FullMethodName)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	c := NewClient(conn)
+
+	tests := []struct {
+		name     string
+		callerDL time.Duration // 0: none
+		call     func(ctx context.Context) error
+		// want is the range of the deadline the runtime saw; -1: none.
+		wantMin, wantMax time.Duration
+	}{
+		{name: "no deadline gets the bound", call: func(ctx context.Context) error {
+			_, err := c.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+			return err
+		}, wantMin: bound - time.Minute, wantMax: bound},
+		{name: "the caller's deadline is kept", callerDL: 2 * bound, call: func(ctx context.Context) error {
+			_, err := c.Runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+			return err
+		}, wantMin: 2*bound - time.Minute, wantMax: 2 * bound},
+		{name: "image pulls are not bounded", call: func(ctx context.Context) error {
+			_, err := c.Images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "x"}})
+			return err
+		}, wantMin: -1, wantMax: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.callerDL > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.callerDL)
+				defer cancel()
+			}
+			if err := tt.call(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := <-fake.seen; got < tt.wantMin || got > tt.wantMax {
+				t.Errorf("runtime saw a deadline %v away, want %v to %v (-1: none)", got, tt.wantMin, tt.wantMax)
+			}
+		})
+	}
+}
