@@ -13,9 +13,11 @@ import (
 
 	"github.com/google/nftables"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	"github.com/skiffhq/skiff/internal/proxy/nft"
 	"github.com/skiffhq/skiff/internal/proxy/proxytest"
@@ -342,4 +344,75 @@ func TestNewValidates(t *testing.T) {
 // fake is a client that is never used: New only registers informers.
 func fake() *kubernetes.Clientset {
 	return kubernetes.NewForConfigOrDie(&rest.Config{Host: "http://127.0.0.1:1"})
+}
+
+// TestProxyFlushesStaleUDPFlows asks a UDP Service from one source port
+// throughout, as a resolver does: a flow that was rejected while the
+// Service had no endpoints reaches the endpoint that appears, and a flow
+// to an endpoint that is replaced moves to the new one, which conntrack
+// would otherwise keep sending to the old one while packets keep coming.
+func TestProxyFlushesStaleUDPFlows(t *testing.T) {
+	tp := proxytest.NewTopology(t)
+	proxytest.ServeUDP(t, tp.Endpoint1, 5353, "ep1")
+	proxytest.ServeUDP(t, tp.Endpoint2, 5353, "ep2")
+	cp := testutil.StartControlPlane(t)
+	ctx := t.Context()
+	p, err := New(Config{
+		Client: cp.Client, NodeName: "node-a", NodeIPs: []net.IP{net.ParseIP(proxytest.NodeIP)},
+		ClusterCIDR: proxytest.ClusterCIDR, TableName: "skiff-proxy-udp", NetNS: tp.Node, Logger: testutil.Logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, p)
+	svc, err := cp.Client.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "dns"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(svc.Spec.ClusterIP, "53")
+	const clientPort = 40053
+	ask := func() (string, error) {
+		server, _, err := proxytest.AskUDPFrom(tp.Client, clientPort, addr, 500*time.Millisecond)
+		return server, err
+	}
+	slice := func(ip string) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: "dns-manual", Labels: map[string]string{discoveryv1.LabelServiceName: "dns"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("dns"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To[int32](5353)}},
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		}
+	}
+	slices := cp.Client.DiscoveryV1().EndpointSlices("default")
+
+	last := &lastErr{}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		_, last.err = ask()
+		return errors.Is(last.err, syscall.ECONNREFUSED)
+	}, "the flow refused while there are no endpoints: %v", last)
+	if _, err := slices.Create(ctx, slice(proxytest.Endpoint1IP), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		server, err := ask()
+		last.err = fmt.Errorf("answered by %q, %v", server, err)
+		return server == "ep1"
+	}, "the refused flow reaching the new endpoint: %v", last)
+	cur, err := slices.Get(ctx, "dns-manual", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := slice(proxytest.Endpoint2IP)
+	next.ResourceVersion = cur.ResourceVersion
+	if _, err := slices.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		server, err := ask()
+		last.err = fmt.Errorf("answered by %q, %v", server, err)
+		return server == "ep2"
+	}, "the flow moving to the endpoint that replaced its own: %v", last)
 }

@@ -130,7 +130,33 @@ func (p *Proxy) sync(w *nft.Writer) (wrote bool, err error) {
 		p.mu.Unlock()
 		return false, err
 	}
+	p.flushAfterWrite(full, dirty)
 	return true, nil
+}
+
+// flushAfterWrite deletes the UDP flows the write left stale: of every
+// Service after a full write, else of those written. A failure is only
+// logged: the rules are right, and the flows expire by themselves.
+func (p *Proxy) flushAfterWrite(full bool, dirty map[string]bool) {
+	var keys []string
+	if full {
+		var err error
+		if keys, err = p.allServiceKeys(); err != nil {
+			p.log.Warn("stale UDP flows not flushed", "err", err)
+			return
+		}
+	} else {
+		for k := range dirty {
+			keys = append(keys, k)
+		}
+	}
+	n, err := p.flushStaleUDP(keys)
+	if err != nil {
+		p.log.Warn("stale UDP flows not flushed", "err", err)
+	}
+	if n > 0 {
+		p.log.Debug("stale UDP flows flushed", "flows", n)
+	}
 }
 
 // build computes one Service's group from the informers' caches; nil

@@ -203,10 +203,17 @@ func ServeUDP(t testing.TB, ns netns.NsHandle, port int, name string) {
 // AskUDP sends one datagram from ns to addr and returns the answer, like
 // Ask. A refused port shows as ECONNREFUSED, as the socket is connected.
 func AskUDP(ns netns.NsHandle, addr string, timeout time.Duration) (server, seenFrom string, err error) {
+	return AskUDPFrom(ns, 0, addr, timeout)
+}
+
+// AskUDPFrom is AskUDP from local port port (0: any), so that successive
+// questions are one flow to conntrack, as a resolver's often are.
+func AskUDPFrom(ns netns.NsHandle, port int, addr string, timeout time.Duration) (server, seenFrom string, err error) {
 	var c net.Conn
 	if err := Do(ns, func() error {
 		var err error
-		c, err = net.Dial("udp4", addr)
+		d := net.Dialer{LocalAddr: &net.UDPAddr{Port: port}}
+		c, err = d.Dial("udp4", addr)
 		return err
 	}); err != nil {
 		return "", "", err
