@@ -1,8 +1,8 @@
 // Package balancer moves an agent's API traffic between the cluster's API
 // servers. It starts on the server the agent was given, learns the others
 // from the `kubernetes` Endpoints (every live API server keeps itself
-// listed there; the list is kept in a file for the next start), and gives client-go a transport whose connections all go
-// to one current server. A failed dial, failed health checks of /readyz,
+// listed there; the list is kept in a file for the next start), and gives
+// client-go a transport whose connections all go to one current server. A failed dial, failed health checks of /readyz,
 // or the current server leaving the Endpoints moves new connections to
 // another live server and closes those to the old one, so that watches
 // end and informers re-list through the new one. HTTP/2 pings end
