@@ -2,11 +2,12 @@
 // servers. It starts on the server the agent was given, learns the others
 // from the `kubernetes` Endpoints (every live API server keeps itself
 // listed there; the list is kept in a file for the next start), and gives
-// client-go a transport whose connections all go to one current server. A failed dial, failed health checks of /readyz,
-// or the current server leaving the Endpoints moves new connections to
-// another live server and closes those to the old one, so that watches
-// end and informers re-list through the new one. HTTP/2 pings end
-// connections to a server that vanished without closing them.
+// client-go a transport whose connections all go to one current server.
+// A failed dial, failed health checks of /readyz, or the current server
+// leaving the Endpoints moves new connections to another live server and
+// closes those to the old one, so that watches end and informers re-list
+// through the new one. HTTP/2 pings end connections to a server that
+// vanished without closing them.
 package balancer
 
 import (
