@@ -24,10 +24,7 @@ import (
 var cl *cluster
 
 func TestMain(m *testing.M) {
-	if reason := e2eutil.MissingPrerequisite(); reason != "" {
-		fmt.Fprintln(os.Stderr, "skipping end-to-end tests:", reason)
-		os.Exit(0)
-	}
+	e2eutil.SkipIfMissing("end-to-end tests")
 	code, err := run(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

@@ -31,6 +31,27 @@ func MissingPrerequisite() string {
 	return ""
 }
 
+// RequireEnv names the environment variable that turns a missing
+// prerequisite from a skip into a failure. CI sets it, so that a machine
+// that lost a package cannot pass by running no end-to-end test.
+const RequireEnv = "SKIFF_REQUIRE_E2E"
+
+// SkipIfMissing ends the test binary when real containers cannot run
+// here: with status 0 (skipped), or 1 when RequireEnv is set. what names
+// the tests in the message.
+func SkipIfMissing(what string) {
+	reason := MissingPrerequisite()
+	if reason == "" {
+		return
+	}
+	if os.Getenv(RequireEnv) != "" {
+		fmt.Fprintf(os.Stderr, "%s cannot run, and %s is set: %s\n", what, RequireEnv, reason)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "skipping %s: %s\n", what, reason)
+	os.Exit(0)
+}
+
 // Build compiles the skiff binary into dir through hack/build.sh, as
 // `make build` does, and returns its path.
 func Build(dir string) (string, error) {

@@ -50,10 +50,7 @@ const (
 var cl *cluster
 
 func TestMain(m *testing.M) {
-	if reason := e2eutil.MissingPrerequisite(); reason != "" {
-		fmt.Fprintln(os.Stderr, "skipping HA end-to-end tests:", reason)
-		os.Exit(0)
-	}
+	e2eutil.SkipIfMissing("HA end-to-end tests")
 	code, err := runTests(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hae2e:", err)
