@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -192,6 +193,13 @@ type cluster struct {
 	stopRegistry context.CancelFunc
 	// deadPodCgroups are the cgroups of killed nodes' containers.
 	deadPodCgroups []string
+	// clients are made once per server and timeout: the tests poll.
+	clients sync.Map // clientKey → kubernetes.Interface
+}
+
+type clientKey struct {
+	server  int
+	timeout time.Duration
 }
 
 // serverURL is the API address of server i.
@@ -387,13 +395,18 @@ func (c *cluster) client(i int) kubernetes.Interface { return c.clientWithTimeou
 
 // clientWithTimeout is client with another request timeout.
 func (c *cluster) clientWithTimeout(i int, timeout time.Duration) kubernetes.Interface {
+	key := clientKey{i, timeout}
+	if kube, ok := c.clients.Load(key); ok {
+		return kube.(kubernetes.Interface)
+	}
 	rc, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig(i))
 	if err != nil {
 		panic(err)
 	}
 	rc.Timeout = timeout
 	rc.QPS, rc.Burst = -1, 0
-	return kubernetes.NewForConfigOrDie(rc)
+	kube, _ := c.clients.LoadOrStore(key, kubernetes.NewForConfigOrDie(rc))
+	return kube.(kubernetes.Interface)
 }
 
 // members lists etcd's members through server i.
