@@ -32,6 +32,8 @@ if [[ "${1:-}" == --purge ]]; then
 	pkill -KILL -f "containerd-shim.*-address $SKIFF_DATA_DIR/" 2>/dev/null || true
 	grep -F " $SKIFF_DATA_DIR/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 	ip link del skiff0 2>/dev/null || true
+	# The pod masquerade outlives the server for the pods' sake.
+	nft delete table ip skiff-pod-egress 2>/dev/null || true
 	rm -rf "$SKIFF_DATA_DIR"
 	echo "==> removed $SKIFF_DATA_DIR" >&2
 fi

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,8 +58,9 @@ type Config struct {
 	// containerd (registry host → mirror URLs; hosts pulled over http).
 	Mirrors            map[string][]string
 	InsecureRegistries []string
-	// ClusterCIDR is the cluster-wide pod range; the service proxy
-	// masquerades traffic to Services from outside it.
+	// ClusterCIDR is the cluster-wide pod range. The node masquerades
+	// its pods' traffic to outside it, and the service proxy traffic to
+	// Services from outside it.
 	ClusterCIDR string
 	// DisableProxy runs the node without its service proxy.
 	DisableProxy bool
@@ -223,6 +225,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	var netw *podNetwork
 	if cniConfDir != "" {
 		netw = &podNetwork{confDir: cniConfDir, dataDir: cniDataDir, routes: network.NewRoutes(nil, a.log), log: a.log}
+		if a.cfg.ClusterCIDR != "" {
+			if netw.clusterCIDR, err = netip.ParsePrefix(a.cfg.ClusterCIDR); err != nil {
+				return fmt.Errorf("cluster CIDR: %w", err)
+			}
+		}
 	}
 	kcfg := kubelet.Config{
 		NodeName: a.cfg.NodeName, NodeIP: a.cfg.NodeIP,

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -16,19 +18,33 @@ import (
 )
 
 // podNetwork configures this node's pod network: the CNI configuration
-// once the node has a pod CIDR, and routes to every other node's pods.
+// and the masquerade of traffic leaving the cluster once the node has a
+// pod CIDR, and routes to every other node's pods.
 type podNetwork struct {
 	confDir, dataDir string
-	routes           *network.Routes
-	log              *slog.Logger
-	mu               sync.Mutex
+	// clusterCIDR is the whole pod network, which pods reach without
+	// masquerade; the zero Prefix when unknown.
+	clusterCIDR netip.Prefix
+	routes      *network.Routes
+	log         *slog.Logger
+	mu          sync.Mutex
 }
 
-// configure writes the CNI configuration for the node's pod CIDR.
+// configure writes the CNI configuration for the node's pod CIDR and
+// masquerades its pods' traffic to outside the pod network.
 func (n *podNetwork) configure(_ context.Context, cidr string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	_, err := network.WriteCNIConfig(n.confDir, network.CNIConfig{PodCIDR: cidr, DataDir: n.dataDir})
+	pods, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return fmt.Errorf("pod CIDR: %w", err)
+	}
+	// Masquerade first: a pod started under the new CNI configuration
+	// must find its way out at once.
+	if err := network.SyncMasquerade(nil, pods, n.clusterCIDR); err != nil {
+		return err
+	}
+	_, err = network.WriteCNIConfig(n.confDir, network.CNIConfig{PodCIDR: cidr, DataDir: n.dataDir})
 	return err
 }
 

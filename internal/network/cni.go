@@ -151,9 +151,10 @@ func renderCNIConfig(c CNIConfig) ([]byte, error) {
 				// The bridge holds the subnet's gateway address, so pods
 				// reach the host and, through its routes, other nodes.
 				IsGateway: true,
-				// Traffic leaving the pod network is masqueraded so replies
-				// find their way back without the outside knowing pod CIDRs.
-				IPMasq: true,
+				// No per-pod masquerade: it would hide pod addresses from
+				// pods on other nodes. SyncMasquerade covers the node's
+				// pods with one rule for traffic leaving the pod network.
+				IPMasq: false,
 				// Hairpin lets a pod reach itself through a Service address.
 				HairpinMode: true,
 				MTU:         c.MTU,

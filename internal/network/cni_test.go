@@ -46,7 +46,7 @@ func TestWriteCNIConfigContent(t *testing.T) {
 		{[]any{"cniVersion"}, "1.0.0"},
 		{bridge("type"), "bridge"},
 		{bridge("isGateway"), true},
-		{bridge("ipMasq"), true},
+		{bridge("ipMasq"), false},
 		{bridge("hairpinMode"), true},
 		{bridge("ipam", "type"), "host-local"},
 		{portmap("type"), "portmap"},

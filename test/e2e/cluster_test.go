@@ -24,6 +24,7 @@ import (
 
 	"github.com/skiffhq/skiff/internal/image"
 	"github.com/skiffhq/skiff/internal/image/registry"
+	"github.com/skiffhq/skiff/internal/network"
 )
 
 // nodeName is the test cluster's node.
@@ -227,10 +228,14 @@ func (c *cluster) stop() error {
 }
 
 // cleanupHost removes what the node leaves on the host by design: the
-// pod bridge.
+// pod bridge, and the masquerade of pod traffic (which pods outliving
+// their agent still need).
 func cleanupHost() error {
 	if out, err := exec.Command("ip", "link", "del", "skiff0").CombinedOutput(); err != nil && !bytes.Contains(out, []byte("Cannot find device")) {
 		return fmt.Errorf("remove pod bridge: %v: %s", err, out)
+	}
+	if out, err := exec.Command("nft", "delete", "table", "ip", network.MasqueradeTable).CombinedOutput(); err != nil && !bytes.Contains(out, []byte("No such file")) {
+		return fmt.Errorf("remove pod masquerade: %v: %s", err, out)
 	}
 	return nil
 }

@@ -27,7 +27,13 @@ const (
 	secondHostGateway = "10.99.0.1"
 	secondHostIP      = "10.99.0.2"
 	secondNodeName    = "e2e-node-2"
+	// hostServerPort is where a hostNetwork pod on the second host serves.
+	hostServerPort = "18080"
 )
+
+// addrCGI prefixes httpdScript: it adds /cgi-bin/addr, which answers with
+// the client's address as the server sees it.
+const addrCGI = `mkdir -p /www/cgi-bin && printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho "$REMOTE_ADDR"\n' > /www/cgi-bin/addr && chmod +x /www/cgi-bin/addr && `
 
 // makeSecondHost makes the second host's network namespace, joined to
 // this one by a veth pair whose host end is the first node's address, as
@@ -91,7 +97,7 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 		// containers down; then stop it and forget the node.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		for _, name := range []string{"server", "client"} {
+		for _, name := range []string{"server", "client", "hostsrv"} {
 			_ = cl.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1)})
 		}
 		_ = cl.waitFor(ctx, "pods of the two-node test removed", func(ctx context.Context) (bool, error) {
@@ -123,7 +129,13 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 
 	server := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "server"},
-		Spec:       corev1.PodSpec{NodeName: secondNodeName, Containers: []corev1.Container{busybox("httpd", httpdScript)}},
+		Spec:       corev1.PodSpec{NodeName: secondNodeName, Containers: []corev1.Container{busybox("httpd", addrCGI+httpdScript)}},
+	}
+	// A server on the second host itself: outside the pod network.
+	hostServer := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "hostsrv"},
+		Spec: corev1.PodSpec{NodeName: secondNodeName, HostNetwork: true,
+			Containers: []corev1.Container{busybox("httpd", addrCGI+strings.Replace(httpdScript, "-p 8080", "-p "+hostServerPort, 1))}},
 	}
 	client := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "client"},
@@ -131,6 +143,7 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 	}
 	createPod(t, ns, server)
 	createPod(t, ns, client)
+	createPod(t, ns, hostServer)
 	running := func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" }
 	srv := waitPod(t, ns, "server", 90*time.Second, "running on the second node", running)
 	cli := waitPod(t, ns, "client", 60*time.Second, "running on the first node", running)
@@ -145,6 +158,27 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 		out, err := kubectlErr(t, nil, "-n", ns, "exec", "client", "--", "timeout", "3", "wget", "-qO-", url)
 		return err == nil && strings.TrimSpace(out) == "hello from server", out
 	})
+	// No NAT between pods: the server sees the client pod's own address.
+	// Leaving the pod network, the client is masqueraded to the first
+	// node's address on the link, so a host without routes to pod CIDRs
+	// could answer.
+	waitPod(t, ns, "hostsrv", 60*time.Second, "running on the second host's network", running)
+	for _, tc := range []struct{ what, url, want string }{
+		{"a pod on another node", url + "cgi-bin/addr", cli.Status.PodIP},
+		{"a host outside the pod network", "http://" + secondHostIP + ":" + hostServerPort + "/cgi-bin/addr", secondHostGateway},
+	} {
+		var got string
+		eventually(t, 30*time.Second, "client pod reaching "+tc.what, func() (bool, string) {
+			out, err := kubectlErr(t, nil, "-n", ns, "exec", "client", "--", "timeout", "3", "wget", "-qO-", tc.url)
+			// httpd listens on IPv6 too and writes IPv4 peers mapped:
+			// "[::ffff:10.42.0.2]".
+			got = strings.TrimPrefix(strings.Trim(strings.TrimSpace(out), "[]"), "::ffff:")
+			return err == nil, out
+		})
+		if got != tc.want {
+			t.Errorf("%s sees the client pod (%s) as %q, want %q", tc.what, cli.Status.PodIP, got, tc.want)
+		}
+	}
 	// And back: exec on the second node goes through its own kubelet.
 	out := kubectl(t, "-n", ns, "exec", "server", "--", "hostname")
 	if strings.TrimSpace(out) != "server" {

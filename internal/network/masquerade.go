@@ -1,0 +1,107 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+)
+
+// MasqueradeTable names the nftables table (family ip or ip6, after the
+// pod CIDR) in which SyncMasquerade keeps its one rule.
+const MasqueradeTable = "skiff-pod-egress"
+
+// multicast is never masqueraded: a multicast group is not a host that
+// would answer the pod, and rewriting the source breaks group protocols.
+var multicast = map[bool]netip.Prefix{
+	true:  netip.MustParsePrefix("224.0.0.0/4"),
+	false: netip.MustParsePrefix("ff00::/8"),
+}
+
+// SyncMasquerade makes the node masquerade traffic from its pods
+// (podCIDR) to addresses outside the cluster's pod network (clusterCIDR),
+// so that hosts beyond the cluster, which have no routes to pod CIDRs,
+// can answer. Pod-to-pod traffic across nodes keeps its source address,
+// as the Kubernetes network model requires. An invalid clusterCIDR (the
+// zero Prefix) falls back to podCIDR: only the node's own pods are then
+// reached unmasqueraded.
+//
+// The node-wide rule replaces the bridge plugin's ipMasq, which adds an
+// iptables chain per pod, masquerades everything outside the node's own
+// subnet, and costs several iptables runs in every sandbox's set-up and
+// tear-down.
+//
+// The table is replaced in one netlink batch, so the rule is never absent
+// while it changes. conn picks the network namespace; nil means the
+// calling thread's.
+func SyncMasquerade(conn *nftables.Conn, podCIDR, clusterCIDR netip.Prefix) error {
+	if !podCIDR.IsValid() {
+		return errors.New("masquerade: pod CIDR is required")
+	}
+	podCIDR = podCIDR.Masked()
+	if !clusterCIDR.IsValid() {
+		clusterCIDR = podCIDR
+	}
+	clusterCIDR = clusterCIDR.Masked()
+	v4 := podCIDR.Addr().Is4()
+	if clusterCIDR.Addr().Is4() != v4 {
+		return fmt.Errorf("masquerade: pod CIDR %s and cluster CIDR %s are of different IP families", podCIDR, clusterCIDR)
+	}
+	if conn == nil {
+		var err error
+		if conn, err = nftables.New(); err != nil {
+			return fmt.Errorf("masquerade: %w", err)
+		}
+	}
+	family, src, dst := nftables.TableFamilyIPv4, uint32(12), uint32(16)
+	if !v4 {
+		family, src, dst = nftables.TableFamilyIPv6, 8, 24
+	}
+	table := &nftables.Table{Family: family, Name: MasqueradeTable}
+	// Adding an existing table is a no-op, so the delete that follows
+	// cannot fail on a first run; both happen with the rest or not at all.
+	conn.AddTable(table)
+	conn.DelTable(table)
+	conn.AddTable(table)
+	chain := conn.AddChain(&nftables.Chain{
+		Name:     "postrouting",
+		Table:    table,
+		Type:     nftables.ChainTypeNAT,
+		Hooknum:  nftables.ChainHookPostrouting,
+		Priority: nftables.ChainPriorityNATSource,
+	})
+	var exprs []expr.Any
+	exprs = append(exprs, prefixMatch(src, podCIDR, false)...)
+	exprs = append(exprs, prefixMatch(dst, clusterCIDR, true)...)
+	exprs = append(exprs, prefixMatch(dst, multicast[v4], true)...)
+	// Fully random source ports, as Kubernetes proxies masquerade: many
+	// pods behind one address must not collide on ports.
+	exprs = append(exprs, &expr.Masq{FullyRandom: true})
+	conn.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("masquerade %s to outside %s: %w", podCIDR, clusterCIDR, err)
+	}
+	return nil
+}
+
+// prefixMatch compares the address at offset in the network header with p
+// (equal, or not equal when not is set).
+func prefixMatch(offset uint32, p netip.Prefix, not bool) []expr.Any {
+	addr := p.Addr().AsSlice()
+	n := uint32(len(addr))
+	out := []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: n}}
+	if bits := p.Bits(); bits < len(addr)*8 {
+		m := make([]byte, n)
+		for i := range bits {
+			m[i/8] |= 0x80 >> (i % 8)
+		}
+		out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: m, Xor: make([]byte, n)})
+	}
+	op := expr.CmpOpEq
+	if not {
+		op = expr.CmpOpNeq
+	}
+	return append(out, &expr.Cmp{Op: op, Register: 1, Data: addr})
+}
