@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
+
+	"github.com/skiffhq/skiff/internal/network"
 )
 
 // agentConfig is the agent suite's part of the command line.
@@ -344,10 +346,10 @@ func (n *realNode) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// removeBridge deletes the pod bridge our agent made, unless a node that
-// started after ours still has pods on it: the bridge has no owner, and
-// deleting it under another node's pods would cut them off.
-// It reports whether the bridge was shared.
+// removeBridge deletes the pod bridge our agent made, and the masquerade
+// of its pods' traffic, unless a node that started after ours still has
+// pods on it: neither has an owner, and deleting them under another node's
+// pods would cut those off. It reports whether the bridge was shared.
 func removeBridge(ctx context.Context) (shared bool, err error) {
 	ports, err := os.ReadDir(filepath.Join("/sys/class/net", podBridge, "brif"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -359,6 +361,9 @@ func removeBridge(ctx context.Context) (shared bool, err error) {
 	}
 	if out, err := exec.Command("ip", "link", "del", podBridge).CombinedOutput(); err != nil {
 		return false, fmt.Errorf("ip link del %s: %w: %s", podBridge, err, out)
+	}
+	if out, err := exec.Command("nft", "delete", "table", "ip", network.MasqueradeTable).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
+		return false, fmt.Errorf("nft delete table ip %s: %w: %s", network.MasqueradeTable, err, out)
 	}
 	return false, nil
 }
