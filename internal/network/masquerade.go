@@ -13,12 +13,12 @@ import (
 // pod CIDR) in which SyncMasquerade keeps its one rule.
 const MasqueradeTable = "skiff-pod-egress"
 
-// multicast is never masqueraded: a multicast group is not a host that
+// Multicast is never masqueraded: a multicast group is not a host that
 // would answer the pod, and rewriting the source breaks group protocols.
-var multicast = map[bool]netip.Prefix{
-	true:  netip.MustParsePrefix("224.0.0.0/4"),
-	false: netip.MustParsePrefix("ff00::/8"),
-}
+var (
+	multicast4 = netip.MustParsePrefix("224.0.0.0/4")
+	multicast6 = netip.MustParsePrefix("ff00::/8")
+)
 
 // SyncMasquerade makes the node masquerade traffic from its pods
 // (podCIDR) to addresses outside the cluster's pod network (clusterCIDR),
@@ -55,9 +55,10 @@ func SyncMasquerade(conn *nftables.Conn, podCIDR, clusterCIDR netip.Prefix) erro
 			return fmt.Errorf("masquerade: %w", err)
 		}
 	}
-	family, src, dst := nftables.TableFamilyIPv4, uint32(12), uint32(16)
+	// Source and destination address offsets in the network header.
+	family, src, dst, multicast := nftables.TableFamilyIPv4, uint32(12), uint32(16), multicast4
 	if !v4 {
-		family, src, dst = nftables.TableFamilyIPv6, 8, 24
+		family, src, dst, multicast = nftables.TableFamilyIPv6, 8, 24, multicast6
 	}
 	table := &nftables.Table{Family: family, Name: MasqueradeTable}
 	// Adding an existing table is a no-op, so the delete that follows
@@ -75,7 +76,7 @@ func SyncMasquerade(conn *nftables.Conn, podCIDR, clusterCIDR netip.Prefix) erro
 	var exprs []expr.Any
 	exprs = append(exprs, prefixMatch(src, podCIDR, false)...)
 	exprs = append(exprs, prefixMatch(dst, clusterCIDR, true)...)
-	exprs = append(exprs, prefixMatch(dst, multicast[v4], true)...)
+	exprs = append(exprs, prefixMatch(dst, multicast, true)...)
 	// Fully random source ports, as Kubernetes proxies masquerade: many
 	// pods behind one address must not collide on ports.
 	exprs = append(exprs, &expr.Masq{FullyRandom: true})
