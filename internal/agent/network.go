@@ -27,7 +27,10 @@ type podNetwork struct {
 	clusterCIDR netip.Prefix
 	routes      *network.Routes
 	log         *slog.Logger
-	mu          sync.Mutex
+
+	mu sync.Mutex
+	// pods is the node's pod CIDR once configured; mu guards it.
+	pods netip.Prefix
 }
 
 // configure writes the CNI configuration for the node's pod CIDR and
@@ -44,8 +47,23 @@ func (n *podNetwork) configure(_ context.Context, cidr string) error {
 	if err := network.SyncMasquerade(nil, pods, n.clusterCIDR); err != nil {
 		return err
 	}
+	n.pods = pods
 	_, err = network.WriteCNIConfig(n.confDir, network.CNIConfig{PodCIDR: cidr, DataDir: n.dataDir})
 	return err
+}
+
+// ensureMasquerade puts the masquerade back if someone removed it (a
+// firewall reload flushing the ruleset, say); pods lose their way out
+// until it is back.
+func (n *podNetwork) ensureMasquerade() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.pods.IsValid() {
+		return
+	}
+	if err := network.EnsureMasquerade(nil, n.pods, n.clusterCIDR); err != nil {
+		n.log.Warn("pod masquerade", "err", err)
+	}
 }
 
 // routeResync bounds how stale routes get if an event is missed or a
@@ -53,7 +71,8 @@ func (n *podNetwork) configure(_ context.Context, cidr string) error {
 const routeResync = 30 * time.Second
 
 // syncRoutes keeps a route to each other node's pod CIDR via its
-// InternalIP, whenever nodes change.
+// InternalIP, whenever nodes change; on the same beat it checks that the
+// masquerade is still there.
 func (n *podNetwork) syncRoutes(ctx context.Context, f informers.SharedInformerFactory, self string) error {
 	kick := make(chan struct{}, 1)
 	wake := func(any) {
@@ -88,6 +107,7 @@ func (n *podNetwork) syncRoutes(ctx context.Context, f informers.SharedInformerF
 		if err := n.routes.Sync(want); err != nil {
 			n.log.Warn("pod routes", "err", err)
 		}
+		n.ensureMasquerade()
 		select {
 		case <-ctx.Done():
 			return nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // MasqueradeTable names the nftables table (family ip or ip6, after the
@@ -85,6 +86,30 @@ func SyncMasquerade(conn *nftables.Conn, podCIDR, clusterCIDR netip.Prefix) erro
 		return fmt.Errorf("masquerade %s to outside %s: %w", podCIDR, clusterCIDR, err)
 	}
 	return nil
+}
+
+// EnsureMasquerade restores the masquerade when its table is missing
+// (after an `nft flush ruleset`, say) and otherwise leaves it alone, so a
+// periodic resync costs one table lookup. SyncMasquerade is for changes.
+func EnsureMasquerade(conn *nftables.Conn, podCIDR, clusterCIDR netip.Prefix) error {
+	if conn == nil {
+		var err error
+		if conn, err = nftables.New(); err != nil {
+			return fmt.Errorf("masquerade: %w", err)
+		}
+	}
+	family := nftables.TableFamilyIPv4
+	if podCIDR.Addr().Is6() {
+		family = nftables.TableFamilyIPv6
+	}
+	_, err := conn.ListTableOfFamily(MasqueradeTable, family)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("masquerade: look up table %s: %w", MasqueradeTable, err)
+	}
+	return SyncMasquerade(conn, podCIDR, clusterCIDR)
 }
 
 // prefixMatch compares the address at offset in the network header with p

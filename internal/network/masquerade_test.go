@@ -1,6 +1,7 @@
 package network
 
 import (
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -101,5 +102,54 @@ func TestSyncMasquerade(t *testing.T) {
 				t.Errorf("rules %q, want exactly %q\n%s", rules, tc.want, out)
 			}
 		})
+	}
+}
+
+// TestEnsureMasquerade: a resync restores a missing table and leaves an
+// existing one as it is.
+func TestEnsureMasquerade(t *testing.T) {
+	ns := newNetns(t)
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, cluster := netip.MustParsePrefix("10.42.1.0/24"), netip.MustParsePrefix("10.42.0.0/16")
+	other := netip.MustParsePrefix("10.42.9.0/24")
+	steps := []struct {
+		name string
+		do   func() error
+		want string // the pod CIDR in the rule; "" for no table
+	}{
+		{"missing: written", func() error { return EnsureMasquerade(conn, pods, cluster) }, "10.42.1.0/24"},
+		{"changed by a sync", func() error { return SyncMasquerade(conn, other, cluster) }, "10.42.9.0/24"},
+		{"present: left alone", func() error { return EnsureMasquerade(conn, pods, cluster) }, "10.42.9.0/24"},
+		{"flushed away", func() error {
+			var out []byte
+			var err error
+			inNetns(t, ns, func() error {
+				out, err = exec.Command("nft", "flush", "ruleset").CombinedOutput()
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("nft flush ruleset: %v: %s", err, out)
+			}
+			return nil
+		}, ""},
+		{"restored", func() error { return EnsureMasquerade(conn, pods, cluster) }, "10.42.1.0/24"},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		out := nftList(t, ns, "ip")
+		if s.want == "" {
+			if out != "" {
+				t.Fatalf("%s: table still there:\n%s", s.name, out)
+			}
+			continue
+		}
+		if !strings.Contains(out, "ip saddr "+s.want+" ip daddr != 10.42.0.0/16") {
+			t.Fatalf("%s: want the rule for %s:\n%s", s.name, s.want, out)
+		}
 	}
 }
