@@ -230,6 +230,13 @@ func (a *Agent) Run(ctx context.Context) error {
 				return fmt.Errorf("cluster CIDR: %w", err)
 			}
 		}
+		// Pods of an older skiff may still have the bridge plugin's own
+		// masquerade, which the node-wide rule replaced.
+		if n, err := network.RemoveBridgeMasquerade(ctx, network.DefaultNetworkName); err != nil {
+			a.log.Warn("remove the bridge plugin's per-pod masquerade", "err", err)
+		} else if n > 0 {
+			a.log.Info("removed the bridge plugin's per-pod masquerade", "chains", n)
+		}
 	}
 	kcfg := kubelet.Config{
 		NodeName: a.cfg.NodeName, NodeIP: a.cfg.NodeIP,
