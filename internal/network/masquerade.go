@@ -50,11 +50,9 @@ func SyncMasquerade(conn *nftables.Conn, podCIDR, clusterCIDR netip.Prefix) erro
 	if clusterCIDR.Addr().Is4() != v4 {
 		return fmt.Errorf("masquerade: pod CIDR %s and cluster CIDR %s are of different IP families", podCIDR, clusterCIDR)
 	}
-	if conn == nil {
-		var err error
-		if conn, err = nftables.New(); err != nil {
-			return fmt.Errorf("masquerade: %w", err)
-		}
+	conn, err := connOrNew(conn)
+	if err != nil {
+		return err
 	}
 	// Source and destination address offsets in the network header.
 	family, src, dst, multicast := nftables.TableFamilyIPv4, uint32(12), uint32(16), multicast4
@@ -92,17 +90,15 @@ func SyncMasquerade(conn *nftables.Conn, podCIDR, clusterCIDR netip.Prefix) erro
 // (after an `nft flush ruleset`, say) and otherwise leaves it alone, so a
 // periodic resync costs one table lookup. SyncMasquerade is for changes.
 func EnsureMasquerade(conn *nftables.Conn, podCIDR, clusterCIDR netip.Prefix) error {
-	if conn == nil {
-		var err error
-		if conn, err = nftables.New(); err != nil {
-			return fmt.Errorf("masquerade: %w", err)
-		}
+	conn, err := connOrNew(conn)
+	if err != nil {
+		return err
 	}
 	family := nftables.TableFamilyIPv4
 	if podCIDR.Addr().Is6() {
 		family = nftables.TableFamilyIPv6
 	}
-	_, err := conn.ListTableOfFamily(MasqueradeTable, family)
+	_, err = conn.ListTableOfFamily(MasqueradeTable, family)
 	if err == nil {
 		return nil
 	}
@@ -130,4 +126,17 @@ func prefixMatch(offset uint32, p netip.Prefix, not bool) []expr.Any {
 		op = expr.CmpOpNeq
 	}
 	return append(out, &expr.Cmp{Op: op, Register: 1, Data: addr})
+}
+
+// connOrNew returns conn, or a connection in the calling thread's network
+// namespace when conn is nil.
+func connOrNew(conn *nftables.Conn) (*nftables.Conn, error) {
+	if conn != nil {
+		return conn, nil
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("masquerade: %w", err)
+	}
+	return conn, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/skiffhq/skiff/internal/image"
 	"github.com/skiffhq/skiff/internal/image/registry"
 	"github.com/skiffhq/skiff/internal/network"
+	"github.com/skiffhq/skiff/test/e2eutil"
 )
 
 // nodeName is the test cluster's node.
@@ -155,26 +156,29 @@ func (c *cluster) start(ctx context.Context) error {
 
 // waitFor polls cond until it is true, the server exits, or ctx ends.
 func (c *cluster) waitFor(ctx context.Context, what string, cond func(context.Context) (bool, error)) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, err := cond(ctx)
-		if err != nil {
-			return fmt.Errorf("wait for %s: %w", what, err)
-		}
-		if ok {
-			return nil
-		}
+	var exited error
+	err := e2eutil.Poll(ctx, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
 		select {
-		case err := <-c.exit:
-			c.exit <- err
-			return fmt.Errorf("wait for %s: server exited: %v\n%s", what, err, c.logTail())
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %s: %w\n%s", what, ctx.Err(), c.logTail())
-		case <-tick.C:
+		case exited = <-c.exit:
+			c.exit <- exited
+			return false, errServerExited
+		default:
 		}
+		return cond(ctx)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errServerExited):
+		return fmt.Errorf("wait for %s: server exited: %v\n%s", what, exited, c.logTail())
+	case err == ctx.Err():
+		return fmt.Errorf("wait for %s: %w\n%s", what, err, c.logTail())
 	}
+	return fmt.Errorf("wait for %s: %w", what, err)
 }
+
+// errServerExited ends a waitFor whose server has exited.
+var errServerExited = errors.New("server exited")
 
 // restart stops the server (its agent leaves the pods running) and
 // starts it again on the same data dir.

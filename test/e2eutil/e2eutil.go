@@ -4,11 +4,13 @@
 package e2eutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 )
 
 // MissingPrerequisite says why real containers cannot run here, if so:
@@ -93,4 +95,22 @@ func Tail(path string, n int) string {
 		data = data[len(data)-n:]
 	}
 	return string(data)
+}
+
+// Poll calls cond every interval until it holds or returns an error (which
+// Poll returns), or until ctx ends (Poll returns ctx.Err()).
+func Poll(ctx context.Context, interval time.Duration, cond func(context.Context) (bool, error)) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		ok, err := cond(ctx)
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }

@@ -447,22 +447,14 @@ func (c *cluster) waitServer(ctx context.Context, i int) error {
 
 // waitFor polls cond every 100 ms until it holds, fails, or ctx ends.
 func (c *cluster) waitFor(ctx context.Context, what string, cond func(context.Context) (bool, error)) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, err := cond(ctx)
-		if err != nil {
-			return fmt.Errorf("wait for %s: %w", what, err)
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %s: %w\n%s", what, ctx.Err(), c.logTails())
-		case <-tick.C:
-		}
+	err := e2eutil.Poll(ctx, 100*time.Millisecond, cond)
+	if err != nil && err == ctx.Err() {
+		return fmt.Errorf("wait for %s: %w\n%s", what, err, c.logTails())
 	}
+	if err != nil {
+		return fmt.Errorf("wait for %s: %w", what, err)
+	}
+	return nil
 }
 
 func (c *cluster) logTails() string {
